@@ -10,7 +10,6 @@ BIN := $(VENV)/bin
 
 $(BIN)/grokkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(BIN)/grokkit

@@ -1,0 +1,26 @@
+"""The interface every grokkit net follows."""
+
+import torch
+from torch import nn
+
+
+class HomogeneousNet(nn.Module):
+    """A net f(θ; x) with f(cθ; x) = c^degree · f(θ; x) for c > 0.
+
+    Subclasses build their *base* initialization θ̄ in ``__init__``; the task then multiplies
+    every parameter by the init scale α (``scale_init_``), so θ0 = α·θ̄ for every model. A net that
+    is not homogeneous sets ``degree = None``.
+    """
+
+    degree: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alpha = 1.0
+
+    @torch.no_grad()
+    def scale_init_(self, alpha: float) -> None:
+        """Scale the base initialization θ̄ to θ0 = α·θ̄ (call once, before training)."""
+        for p in self.parameters():
+            p.mul_(alpha)
+        self.alpha = alpha

@@ -1,0 +1,124 @@
+"""The run directory: where a fit's config, metrics, summary, figure and checkpoints live."""
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+# Columns every run writes first, in this order; callback columns follow.
+BASE_COLUMNS = ["step", "time", "train/loss", "test/loss", "train/acc", "test/acc", "param_norm"]
+STATUSES = ("completed", "diverged", "interrupted", "failed")
+
+
+def choose_run_dir(requested: str | None, default_name: str, resume_from: str | None) -> Path:
+    """The directory for this fit.
+
+    Resuming from a checkpoint inside a run directory continues in that directory. Otherwise an
+    existing run is never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ...
+    """
+    if resume_from is not None:
+        ckpt = Path(resume_from).resolve()
+        if ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.yaml").exists():
+            return ckpt.parent.parent
+    base = Path(requested) if requested else Path("runs") / default_name
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON via a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and ±inf (a diverged run's metrics) become strings: JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def read_metrics(path: Path) -> dict[str, list[float]]:
+    """metrics.csv as columns of floats (empty cells become NaN)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {key: [float(r[key]) if r[key] != "" else math.nan for r in rows] for key in rows[0]}
+
+
+class MetricsCSVLogger(Logger):
+    """Writes ``metrics.csv``: one row per evaluation point, flushed as it is written.
+
+    The header is fixed by the first row (base columns first). On resume, rows after the
+    checkpoint's step are dropped so the file matches the restored state.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.csv"
+        self.columns: list[str] | None = None
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+
+    @property
+    def name(self) -> str:
+        return "metrics"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.run_dir)
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.run_dir)
+
+    def _truncate_after(self, step: int) -> None:
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            self.columns = list(reader.fieldnames or [])
+            kept = [r for r in reader if int(float(r["step"])) <= step]
+        self._rewrite(kept)
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.columns is None:
+            self.columns = [c for c in BASE_COLUMNS if c in metrics]
+            self.columns += [c for c in metrics if c not in self.columns]
+            self._rewrite([])
+        elif any(c not in self.columns for c in metrics):
+            # A column appeared mid-run (rare): rewrite the file with the wider header.
+            with open(self.path, newline="") as f:
+                old = list(csv.DictReader(f))
+            self.columns += [c for c in metrics if c not in self.columns]
+            self._rewrite(old)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(metrics)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # config.yaml already holds the full configuration

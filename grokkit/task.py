@@ -1,0 +1,185 @@
+"""GrokTask: the one LightningModule: a homogeneous net, a loss, full-batch training, evaluation."""
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+
+from grokkit.callbacks.base import EvaluationCallback
+from grokkit.data.full_batch import Batch
+from grokkit.errors import require
+from grokkit.models.base import HomogeneousNet
+from grokkit.objectives import OBJECTIVES
+from grokkit.schedule import EvalSchedule, warmup_lr
+
+
+class GrokTask(pl.LightningModule):
+    """Train ``net`` from θ0 = α·θ̄ by full-batch gradient descent; evaluate on a log schedule.
+
+    Each Lightning training step runs the whole chunk of gradient steps up to the next
+    evaluation point with the raw optimizer (manual optimization), then evaluates once. Lightning's
+    bookkeeping therefore runs a few hundred times per run, and ``trainer.global_step`` still
+    counts gradient steps, so ``trainer.max_steps`` is the number of gradient steps.
+
+    Args:
+        net: the network (its base init θ̄; multiplied here by ``alpha``).
+        alpha: init scale α (θ0 = α·θ̄); for the diagonal net ‖θ0‖ = α.
+        loss: "logistic" (binary ±1 labels), "cross_entropy" (class indices) or "mse".
+        optimizer: "sgd" (plain gradient descent with coupled weight decay, the paper's:
+            θ ← θ − η(∇L + λθ)) or "adamw".
+        lr: learning rate η (after warm-up).
+        weight_decay: λ.
+        lr_warmup_steps: steps of geometric warm-up from ``lr_warmup_start`` to ``lr``.
+        lr_warmup_start: first learning rate of the warm-up (required when warming up).
+        eval_points: number of log-spaced evaluation steps in [1, max_steps] (plus step 0).
+    """
+
+    def __init__(
+        self,
+        net: HomogeneousNet,
+        alpha: float = 1.0,
+        loss: Literal["logistic", "cross_entropy", "mse"] = "logistic",
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        lr_warmup_steps: int = 0,
+        lr_warmup_start: float | None = None,
+        eval_points: int = 300,
+    ) -> None:
+        super().__init__()
+        require(alpha > 0, f"model.alpha (init scale) must be > 0, got {alpha}")
+        require(lr > 0, f"model.lr (learning rate) must be > 0, got {lr}")
+        require(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
+        require(lr_warmup_steps >= 0, f"model.lr_warmup_steps must be >= 0, got {lr_warmup_steps}")
+        require(
+            lr_warmup_steps == 0 or (lr_warmup_start is not None and lr_warmup_start > 0),
+            f"model.lr_warmup_start must be > 0 when warming up, got {lr_warmup_start}",
+        )
+        require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
+        self.save_hyperparameters(ignore=["net"])
+        self.automatic_optimization = False
+        self.net = net
+        self.net.scale_init_(alpha)
+        self.alpha = alpha
+        self.objective = OBJECTIVES[loss]
+        self.flow_time = 0.0  # gradient-flow time t = Σ η over the steps taken
+        self.last_row: dict[str, float] | None = None
+        self.diverged = False
+        self.stop_requested = False  # set from a signal handler; the chunk loop checks it
+        self.schedule: EvalSchedule | None = None
+
+    @property
+    def predicted_transition_time(self) -> float | None:
+        """ln(α)/λ, the theory's switch time in gradient-flow time (None where undefined)."""
+        wd = self.hparams.weight_decay
+        return math.log(self.alpha) / wd if wd > 0 and self.alpha > 1 else None
+
+    def lr_at(self, step: int) -> float:
+        h = self.hparams
+        return warmup_lr(step, h.lr, h.lr_warmup_steps, h.lr_warmup_start)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hparams
+        if h.optimizer == "adamw":
+            return torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        return torch.optim.SGD(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+
+    # ---- training: one Lightning step = one chunk of gradient steps ----
+
+    def on_train_start(self) -> None:
+        self.schedule = EvalSchedule(self.trainer.max_steps, self.hparams.eval_points)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.last_row is None:  # evaluate the initialization once, before the first step
+            self.record(batch)
+        start = self.global_step
+        stop = self.schedule.next_after(start)
+        optimizer = self.optimizers().optimizer  # the raw torch optimizer: no per-step hooks
+        x, y = batch["train"]
+        step = start
+        while step < stop and not self.stop_requested:
+            self.gradient_step(optimizer, x, y, self.lr_at(step))
+            step += 1
+        _advance_global_step(self.trainer, step - start)
+        self.record(batch)
+        if self.diverged or self.stop_requested:
+            self.trainer.should_stop = True
+
+    def gradient_step(
+        self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        self.objective.loss(self.net(x), y).backward()
+        optimizer.step()
+        self.flow_time += lr
+
+    # ---- evaluation: shared by fit (at schedule points), validate and test ----
+
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> dict[str, float]:
+        """step, time, {train,test}/loss, {train,test}/acc (classification), param_norm."""
+        outputs = {split: self.net(x) for split, (x, _) in batch.items()}
+        row: dict[str, float] = {"step": self.global_step, "time": self.flow_time}
+        for split, (_, y) in batch.items():
+            row[f"{split}/loss"] = self.objective.loss(outputs[split], y).item()
+        if self.objective.accuracy is not None:
+            for split, (_, y) in batch.items():
+                row[f"{split}/acc"] = self.objective.accuracy(outputs[split], y).item()
+        row["param_norm"] = torch.linalg.vector_norm(
+            torch.cat([p.detach().flatten() for p in self.parameters()])
+        ).item()
+        return row
+
+    def record(self, batch: Batch) -> None:
+        """Evaluate, let evaluation callbacks add columns, then send the row to every logger."""
+        row = self.evaluate(batch)
+        self.diverged = not all(math.isfinite(v) for v in row.values())
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, EvaluationCallback):
+                callback.on_evaluation(self.trainer, self, batch, row)
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.global_step)
+        self.last_row = row
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.log_dict({k: v for k, v in self.evaluate(batch).items() if "/" in k})
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.log_dict({k: v for k, v in self.evaluate(batch).items() if "/" in k})
+
+    # ---- checkpoint: the state Lightning does not keep by itself ----
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["grokkit"] = {
+            "flow_time": self.flow_time,
+            "last_row": self.last_row,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("grokkit", {})
+        self.flow_time = state.get("flow_time", 0.0)
+        self.last_row = state.get("last_row")
+        if state.get("torch_rng") is not None:
+            torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _advance_global_step(trainer: pl.Trainer, n: int) -> None:
+    """Count n raw optimizer steps in Lightning's manual-optimization progress.
+
+    ``trainer.global_step`` reads this counter, so max_steps, checkpoints and resume all see
+    gradient steps although the LightningOptimizer wrapper (and its per-step hooks) is bypassed.
+    """
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    for tracker in (progress.total, progress.current):
+        tracker.ready += n
+        tracker.completed += n
