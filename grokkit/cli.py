@@ -3,8 +3,8 @@
 import logging
 import signal
 import sys
-import warnings
 import traceback
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ def _quiet_third_party_noise() -> None:
     for handler in logging.getLogger("lightning.pytorch").handlers:
         handler.addFilter(lambda record: "litlogger" not in record.getMessage())
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*weights_only.*")
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within")
+    warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need")
 
 
 class GrokkitCLI(LightningCLI):
@@ -76,8 +77,13 @@ class GrokkitCLI(LightningCLI):
         parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_lightning_class_args(PhaseDetector, "phases")
 
-    def fit(self, model: GrokTask, datamodule: FullBatchDataModule, ckpt_path: str | None = None,
-            **kwargs: Any) -> None:
+    def fit(
+        self,
+        model: GrokTask,
+        datamodule: FullBatchDataModule,
+        ckpt_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         config = self.config["fit"]
         require(
             self.trainer.max_steps is not None and self.trainer.max_steps > 0,
@@ -116,7 +122,7 @@ class GrokkitCLI(LightningCLI):
         )
 
         previous = _install_stop_handlers(model)
-        status = "failed"
+        status, bad_input = "failed", None
         try:
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
             if model.diverged:
@@ -127,21 +133,28 @@ class GrokkitCLI(LightningCLI):
                 status = "completed"
         except (KeyboardInterrupt, SystemExit):
             status = "interrupted"
-        except Exception:
+        except Exception as error:
             (run_dir / "error.log").write_text(traceback.format_exc())
-            print(f"grokkit: training failed; traceback in {run_dir / 'error.log'}",
-                  file=sys.stderr)
+            bad_input = _bad_input(error)
+            if bad_input is not None:
+                print(f"grokkit: error: {_one_line(bad_input)}", file=sys.stderr)
+            else:
+                print(
+                    f"grokkit: training failed: {_one_line(error)} (traceback in "
+                    f"{run_dir / 'error.log'})",
+                    file=sys.stderr,
+                )
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            self.status = status
             self._finalize(model, status, wandb_logger)
+        self.exit_code = EXIT_CODES["bad_input" if bad_input else status]
 
     def _finalize(self, model: GrokTask, status: str, wandb_logger: Any) -> None:
         """Checkpoint, summary.json (written last, atomically), curves.png, W&B summary."""
         run_dir = self.run_dir
         try:
-            self.trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+            self.trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         except Exception as error:  # a failed run may have nothing consistent to save
             print(f"grokkit: no final checkpoint ({error})", file=sys.stderr)
         phases = next(cb for cb in self.trainer.callbacks if isinstance(cb, PhaseDetector))
@@ -184,8 +197,11 @@ def _install_stop_handlers(model: GrokTask) -> dict[int, Any]:
     summary are written); a second Ctrl-C interrupts at once."""
 
     def request_stop(signum: int, frame: Any) -> None:
-        print(f"\ngrokkit: received {signal.Signals(signum).name}; stopping after this step",
-              file=sys.stderr, flush=True)
+        print(
+            f"\ngrokkit: received {signal.Signals(signum).name}; stopping after this step",
+            file=sys.stderr,
+            flush=True,
+        )
         model.stop_requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -194,6 +210,16 @@ def _install_stop_handlers(model: GrokTask) -> dict[int, Any]:
         previous[signum] = signal.getsignal(signum)
         signal.signal(signum, request_stop)
     return previous
+
+
+def _bad_input(error: BaseException) -> BaseException | None:
+    """The user-input error behind ``error`` (jsonargparse wraps constructor errors), if any."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error if isinstance(error, ArgumentError) else None
 
 
 def _one_line(error: BaseException) -> str:
@@ -211,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return report_main(rest)
     if command not in GrokkitCLI.subcommands():
-        print(f"grokkit: error: unknown command {command!r} (expected fit, validate, test or "
-              "report)", file=sys.stderr)
+        print(
+            f"grokkit: error: unknown command {command!r} (expected fit, validate, test or report)",
+            file=sys.stderr,
+        )
         return EXIT_CODES["bad_input"]
     _quiet_third_party_noise()
     try:
@@ -227,10 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
             argv=argv,
         )
-    except (ConfigError, ArgumentError) as error:
-        print(f"grokkit: error: {_one_line(error)}", file=sys.stderr)
+    except Exception as error:
+        bad_input = _bad_input(error)
+        if bad_input is None:
+            raise
+        print(f"grokkit: error: {_one_line(bad_input)}", file=sys.stderr)
         return EXIT_CODES["bad_input"]
-    return EXIT_CODES[getattr(cli, "status", "completed")]
+    return getattr(cli, "exit_code", 0)
 
 
 if __name__ == "__main__":

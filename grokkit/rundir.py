@@ -10,6 +10,8 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from grokkit.errors import require
+
 # Columns every run writes first, in this order; callback columns follow.
 BASE_COLUMNS = ["step", "time", "train/loss", "test/loss", "train/acc", "test/acc", "param_norm"]
 STATUSES = ("completed", "diverged", "interrupted", "failed")
@@ -25,7 +27,8 @@ def choose_run_dir(requested: str | None, default_name: str, resume_from: str | 
         ckpt = Path(resume_from).resolve()
         if ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.yaml").exists():
             return ckpt.parent.parent
-    base = Path(requested) if requested else Path("runs") / default_name
+    base = (Path(requested) if requested else Path("runs") / default_name).resolve()
+    require(not base.is_file(), f"run_dir: {requested} is a file, expected a directory")
     candidate, n = base, 1
     while candidate.exists() and any(candidate.iterdir()):
         n += 1
@@ -71,6 +74,7 @@ class MetricsCSVLogger(Logger):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "metrics.csv"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.columns: list[str] | None = None
         if resume_step is not None and self.path.exists():
             self._truncate_after(resume_step)
@@ -94,9 +98,10 @@ class MetricsCSVLogger(Logger):
     def _truncate_after(self, step: int) -> None:
         with open(self.path, newline="") as f:
             reader = csv.DictReader(f)
-            self.columns = list(reader.fieldnames or [])
+            self.columns = list(reader.fieldnames or []) or None
             kept = [r for r in reader if int(float(r["step"])) <= step]
-        self._rewrite(kept)
+        if self.columns:
+            self._rewrite(kept)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         with open(self.path, "w", newline="") as f:

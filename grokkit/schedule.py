@@ -14,8 +14,17 @@ class EvalSchedule:
     """
 
     def __init__(self, max_steps: int, points: int) -> None:
-        raw = np.geomspace(1, max_steps, num=max(points, 1)) if max_steps >= 1 else []
-        self.steps = sorted({0, max_steps, *(int(round(s)) for s in raw)})
+        if points >= max_steps:
+            self.steps = list(range(max_steps + 1))
+            return
+        # Rounding merges the first log-spaced points onto the same small steps; ask for more
+        # points until `points` distinct steps remain.
+        steps: set[int] = set()
+        num = points
+        while len(steps) < points:
+            steps = {int(round(s)) for s in np.geomspace(1, max_steps, num=num)}
+            num += max(1, points - len(steps))
+        self.steps = [0, *sorted(steps | {max_steps})]
 
     def next_after(self, step: int) -> int:
         """The first evaluation step strictly after ``step``."""

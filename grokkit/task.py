@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.callbacks.base import EvaluationCallback
 from grokkit.data.full_batch import Batch
@@ -100,9 +101,10 @@ class GrokTask(pl.LightningModule):
         stop = self.schedule.next_after(start)
         optimizer = self.optimizers().optimizer  # the raw torch optimizer: no per-step hooks
         x, y = batch["train"]
+        lr, warmup_steps = self.hparams.lr, self.hparams.lr_warmup_steps
         step = start
         while step < stop and not self.stop_requested:
-            self.gradient_step(optimizer, x, y, self.lr_at(step))
+            self.gradient_step(optimizer, x, y, self.lr_at(step) if step < warmup_steps else lr)
             step += 1
         _advance_global_step(self.trainer, step - start)
         self.record(batch)
@@ -124,6 +126,8 @@ class GrokTask(pl.LightningModule):
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> dict[str, float]:
         """step, time, {train,test}/loss, {train,test}/acc (classification), param_norm."""
+        for x, _ in batch.values():
+            self.net.check_input(x)
         outputs = {split: self.net(x) for split, (x, _) in batch.items()}
         row: dict[str, float] = {"step": self.global_step, "time": self.flow_time}
         for split, (_, y) in batch.items():
@@ -148,10 +152,16 @@ class GrokTask(pl.LightningModule):
         self.last_row = row
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log_dict({k: v for k, v in self.evaluate(batch).items() if "/" in k})
+        # During fit, Lightning validates once when the endless epoch stops; the evaluation
+        # schedule has already recorded that point, so only `grokkit validate` logs here.
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            self.log_dict(self._split_metrics(batch), batch_size=1)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log_dict({k: v for k, v in self.evaluate(batch).items() if "/" in k})
+        self.log_dict(self._split_metrics(batch), batch_size=1)
+
+    def _split_metrics(self, batch: Batch) -> dict[str, float]:
+        return {k: v for k, v in self.evaluate(batch).items() if "/" in k}
 
     # ---- checkpoint: the state Lightning does not keep by itself ----
 

@@ -40,8 +40,10 @@ def _api_key_configured() -> bool:
 
 
 def resolve_mode(settings: WandbSettings) -> str:
-    return os.environ.get("WANDB_MODE") or settings.mode or (
-        "online" if _api_key_configured() else "offline"
+    return (
+        os.environ.get("WANDB_MODE")
+        or settings.mode
+        or ("online" if _api_key_configured() else "offline")
     )
 
 

@@ -18,6 +18,10 @@ class HomogeneousNet(nn.Module):
         super().__init__()
         self.alpha = 1.0
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ConfigError if ``x`` does not fit this net (e.g. a dimension that disagrees with
+        the data's); called on every evaluation, so keep it to shape checks."""
+
     @torch.no_grad()
     def scale_init_(self, alpha: float) -> None:
         """Scale the base initialization θ̄ to θ0 = α·θ̄ (call once, before training)."""

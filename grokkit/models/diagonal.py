@@ -29,6 +29,13 @@ class DiagonalNet(HomogeneousNet):
         self.u = nn.Parameter(base.clone())
         self.v = nn.Parameter(base.clone())
 
+    def check_input(self, x: torch.Tensor) -> None:
+        d = self.u.numel()
+        require(
+            x.shape[-1] == d,
+            f"model.net.d={d} does not match the data's input dimension {x.shape[-1]}",
+        )
+
     def effective_weight(self) -> torch.Tensor:
         """w(θ) = u^L − v^L, the linear predictor the net computes."""
         return self.u.pow(self.degree) - self.v.pow(self.degree)

@@ -1,0 +1,252 @@
+"""`grokkit fit` end to end: run directory, agent-form overrides, exit codes, resume, signals."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import QUICKSTART, SMALL_E1
+
+from grokkit.cli import main
+from grokkit.rundir import BASE_COLUMNS
+
+# A few hundred fast steps on a small E1; agent-form overrides as `wandb agent` passes them.
+TINY = [
+    "--config",
+    str(QUICKSTART),
+    "--data.d=500",
+    "--data.n_test=200",
+    "--model.eval_points=20",
+    "--trainer.max_steps=60",
+]
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_fit_writes_complete_run_directory_with_agent_overrides():
+    rc = main(
+        [
+            "fit",
+            *TINY,
+            "--model.alpha=100",
+            "--seed_everything=3",
+            "--phases.grokking_threshold=0.9",
+        ]
+    )
+    assert rc == 0
+    run = Path("runs/quickstart")
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "curves.png",
+        "checkpoints/last.ckpt",
+    ):
+        assert (run / name).is_file(), name
+    s = summary(run)
+    assert s["status"] == "completed" and s["steps"] == 60
+    for key in (
+        "memorization_step",
+        "memorization_time",
+        "grokking_step",
+        "grokking_time",
+        "misgrokking_step",
+        "predicted_transition_time",
+        "thresholds",
+    ):
+        assert key in s
+    assert s["thresholds"]["grokking_test_acc"] == 0.9
+    assert s["predicted_transition_time"] == pytest.approx(
+        torch.log(torch.tensor(100.0)).item() / 0.01, rel=1e-6
+    )
+    rows = read_rows(run)
+    assert list(rows[0])[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    assert [int(r["step"]) for r in rows][0] == 0 and int(rows[-1]["step"]) == 60
+    assert float(rows[0]["param_norm"]) == pytest.approx(100.0, rel=1e-5)
+    # every metrics.csv column's final value is in the summary
+    for key, value in rows[-1].items():
+        assert s[key] == pytest.approx(float(value))
+    # time is the running sum of learning rates
+    assert float(rows[-1]["time"]) == pytest.approx(60 * 0.01)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["alpha"] == 100.0 and saved["seed_everything"] == 3
+    assert saved["data"]["init_args"]["d"] == 500
+    assert saved["model"]["net"]["init_args"]["d"] == 500  # the interpolation, resolved
+
+
+def test_config_yaml_reproduces_the_run_in_a_new_directory():
+    assert main(["fit", *TINY]) == 0
+    assert main(["fit", "--config", "runs/quickstart/config.yaml"]) == 0
+    first, second = read_rows(Path("runs/quickstart")), read_rows(Path("runs/quickstart-2"))
+    assert first == second
+    assert summary(Path("runs/quickstart"))["status"] == "completed"
+
+
+def test_overrides_flow_through_interpolation():
+    assert main(["fit", *TINY, "--data.d=300", "--run_dir=runs/d300"]) == 0
+    saved = yaml.safe_load(Path("runs/d300/config.yaml").read_text())
+    assert saved["model"]["net"]["init_args"]["d"] == 300
+
+
+def test_small_run_groks():
+    """Train accuracy 100% at once, test accuracy near chance for >100x longer, then >= 95%."""
+    assert main(["fit", *SMALL_E1, "--trainer.max_steps=1500", "--run_dir=runs/groks"]) == 0
+    s = summary(Path("runs/groks"))
+    rows = read_rows(Path("runs/groks"))
+    assert s["memorization_step"] is not None and s["memorization_step"] <= 5
+    assert s["grokking_step"] is not None
+    assert s["grokking_step"] >= 100 * s["memorization_step"]
+    plateau = [
+        float(r["test/acc"])
+        for r in rows
+        if s["memorization_step"] <= int(r["step"]) < s["grokking_step"] // 2
+    ]
+    assert max(plateau) < 0.7  # near chance while the train accuracy is already 100%
+    assert s["test/acc"] >= 0.95 and s["train/acc"] == 1.0
+
+
+BAD_INPUTS = [
+    (["--model.alfa=3"], "model.alfa"),
+    (["--model.alpha=abc"], "model.alpha"),
+    (["--model.alpha=0"], "model.alpha"),
+    (["--model.alpha=-2"], "model.alpha"),
+    (["--model.weight_decay=-0.1"], "model.weight_decay"),
+    (["--model.lr=0"], "model.lr"),
+    (["--data.n_train=0"], "data.n_train"),
+    (["--data.k=501"], "data.k"),
+    (["--data.k=2"], "data.k"),
+    (["--trainer.max_steps=1000.0"], "trainer.max_steps"),
+    (["--trainer.max_steps=-1"], "trainer.max_steps"),
+    (["--phases.grokking_threshold=1.5"], "phases.grokking_threshold"),
+    (["--config", "does_not_exist.yaml"], "does_not_exist.yaml"),
+    (["--ckpt_path=missing.ckpt"], "missing.ckpt"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"), BAD_INPUTS, ids=[b[1] + str(i) for i, b in enumerate(BAD_INPUTS)]
+)
+def test_bad_input_is_one_line_and_exit_2(extra, named, capsys):
+    assert main(["fit", *TINY, *extra]) == 2
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err_lines) == 1, err_lines
+    assert err_lines[0].startswith("grokkit: error:") and named in err_lines[0]
+    assert not Path("runs").exists()  # no run directory that could look like a run
+
+
+def test_malformed_yaml_and_unknown_command(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    assert main(["fit", "--config", str(bad)]) == 2
+    assert main(["fly"]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(errors) == 2 and all(e.startswith("grokkit: error:") for e in errors)
+
+
+def test_dimension_mismatch_is_reported_as_bad_input(capsys):
+    assert main(["fit", *TINY, "--model.net.init_args.d=7"]) == 2
+    err = capsys.readouterr().err
+    assert "model.net.d=7 does not match the data's input dimension 500" in err
+    assert summary(Path("runs/quickstart"))["status"] == "failed"
+
+
+def test_divergence_stops_the_run_with_status_diverged():
+    assert main(["fit", *TINY, "--model.lr=1e6"]) == 3
+    s = summary(Path("runs/quickstart"))
+    assert s["status"] == "diverged" and s["steps"] < 60
+    assert (Path("runs/quickstart") / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resume_continues_exactly_and_keeps_phase_state():
+    straight = ["fit", *SMALL_E1, "--trainer.max_steps=400"]
+    assert main([*straight, "--run_dir=runs/straight"]) == 0
+    assert main(["fit", *SMALL_E1, "--trainer.max_steps=150", "--run_dir=runs/resumed"]) == 0
+    ckpt = "runs/resumed/checkpoints/last.ckpt"
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                "runs/resumed/config.yaml",
+                "--trainer.max_steps=400",
+                f"--ckpt_path={ckpt}",
+            ]
+        )
+        == 0
+    )
+    a, b = summary(Path("runs/straight")), summary(Path("runs/resumed"))
+    assert b["status"] == "completed" and b["steps"] == 400
+    assert b["param_norm"] == a["param_norm"] and b["train/loss"] == a["train/loss"]
+    assert b["time"] == pytest.approx(a["time"], rel=1e-12)
+    assert b["memorization_step"] == a["memorization_step"] == 1  # restored, not re-detected
+    steps = [int(r["step"]) for r in read_rows(Path("runs/resumed"))]
+    assert steps == sorted(set(steps)) and steps[-1] == 400  # appended, no duplicates
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_with_checkpoint_and_nonzero_exit(tmp_path, signum):
+    cmd = [
+        sys.executable,
+        "-m",
+        "grokkit.cli",
+        "fit",
+        *TINY,
+        "--trainer.max_steps=100000000",
+        "--run_dir=runs/sig",
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("step") and int(line.split()[1].split("/")[0]) >= 10:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    s = summary(Path("runs/sig"))
+    assert s["status"] == "interrupted" and 10 < s["steps"] < 100000000
+    assert (Path("runs/sig") / "checkpoints" / "last.ckpt").is_file()
+    assert int(read_rows(Path("runs/sig"))[-1]["step"]) == s["steps"]
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "report"):
+        assert f"  {command}" in out
+
+
+def test_validate_and_report_on_a_finished_run(capsys):
+    assert main(["fit", *TINY]) == 0
+    (Path("runs/quickstart") / "curves.png").unlink()
+    assert main(["report", "runs/quickstart"]) == 0
+    assert (Path("runs/quickstart") / "curves.png").is_file()
+    assert "completed" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "validate",
+                "--config",
+                "runs/quickstart/config.yaml",
+                "--ckpt_path=runs/quickstart/checkpoints/last.ckpt",
+            ]
+        )
+        == 0
+    )
+    assert main(["report", "nowhere"]) == 2

@@ -1,0 +1,261 @@
+"""PhaseDetector on synthetic evaluation rows."""
+
+import pytest
+
+from grokkit.callbacks import EvaluationCallback, PhaseDetector
+from grokkit.errors import ConfigError
+
+LR = 0.01
+
+
+def _row(step: int, train_acc: float | None, test_acc: float | None, **extra) -> dict:
+    row = {"step": step, "time": LR * step, "train/loss": 0.5, "test/loss": 0.7}
+    if train_acc is not None:
+        row["train/acc"] = train_acc
+    if test_acc is not None:
+        row["test/acc"] = test_acc
+    row["param_norm"] = 100.0
+    row.update(extra)
+    return row
+
+
+def _feed(detector: PhaseDetector, rows: list[dict]) -> PhaseDetector:
+    for row in rows:
+        detector.on_evaluation(trainer=None, task=None, batch=None, row=row)
+    return detector
+
+
+def _grokking_curve() -> list[dict]:
+    """Train acc 100% from step 2; test acc at chance until step 30 000, then up."""
+    steps = [0, 1, 2, 3, 5, 10, 100, 1000, 10_000, 20_000, 25_000, 30_000, 35_000, 40_000]
+    train = [0.5, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    test = [0.5, 0.5, 0.52, 0.5, 0.49, 0.51, 0.5, 0.5, 0.51, 0.55, 0.8, 0.97, 0.99, 1.0]
+    return [_row(s, a, b) for s, a, b in zip(steps, train, test, strict=True)]
+
+
+def test_is_an_evaluation_callback():
+    assert isinstance(PhaseDetector(), EvaluationCallback)
+
+
+def test_grokking_curve():
+    det = _feed(PhaseDetector(), _grokking_curve())
+    assert det.memorization_step == 2
+    assert det.memorization_time == pytest.approx(LR * 2)
+    assert det.grokking_step == 30_000
+    assert det.grokking_time == pytest.approx(LR * 30_000)
+    assert isinstance(det.memorization_step, int) and isinstance(det.grokking_step, int)
+
+
+def test_times_come_from_the_time_column_not_the_step():
+    # With a warm-up, time is not LR·step: the detector must report the row's own time.
+    rows = _grokking_curve()
+    for r in rows:
+        r["time"] = 3.0 * r["step"] + 0.25
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_time == pytest.approx(6.25)
+    assert det.grokking_time == pytest.approx(90_000.25)
+
+
+def test_float_steps_become_int():
+    det = _feed(PhaseDetector(), [_row(0, 0.5, 0.5), {**_row(7, 1.0, 1.0), "step": 7.0}])
+    assert det.memorization_step == 7 and type(det.memorization_step) is int
+    assert det.grokking_step == 7 and type(det.grokking_step) is int
+
+
+def test_first_crossing_is_kept():
+    # A later dip and re-crossing must not move the times already found.
+    rows = _grokking_curve()
+    rows += [_row(50_000, 0.5, 0.5), _row(60_000, 1.0, 1.0)]
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_step == 2
+    assert det.grokking_step == 30_000
+
+
+def test_no_grokking():
+    rows = [_row(s, 1.0 if s >= 3 else 0.6, 0.5) for s in [0, 1, 3, 10, 100, 1000, 10_000]]
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_step == 3
+    assert det.memorization_time == pytest.approx(LR * 3)
+    assert det.grokking_step is None and det.grokking_time is None
+
+
+def test_no_memorization_leaves_both_none_even_with_high_test_acc():
+    rows = [_row(s, 0.9, 0.99) for s in [0, 1, 10, 100, 1000]]
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_step is None and det.memorization_time is None
+    assert det.grokking_step is None and det.grokking_time is None
+
+
+def test_grokking_cannot_precede_memorization():
+    # Test accuracy is high before the training set is memorized: grokking is not reported
+    # until memorization, and then at the memorization step itself (test acc still high).
+    rows = [
+        _row(0, 0.5, 0.5),
+        _row(10, 0.8, 0.97),
+        _row(20, 0.9, 0.98),
+        _row(30, 1.0, 0.99),
+        _row(40, 1.0, 1.0),
+    ]
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_step == 30
+    assert det.grokking_step == 30
+    assert det.grokking_step >= det.memorization_step
+
+    # ... and if test accuracy dropped by then, grokking waits for the next crossing
+    rows = [
+        _row(0, 0.5, 0.5),
+        _row(10, 0.8, 0.97),
+        _row(30, 1.0, 0.6),
+        _row(40, 1.0, 0.6),
+        _row(50, 1.0, 0.96),
+    ]
+    det = _feed(PhaseDetector(), rows)
+    assert det.memorization_step == 30
+    assert det.grokking_step == 50
+
+
+def test_default_thresholds_are_inclusive():
+    det = PhaseDetector()
+    assert det.memorization_threshold == 0.99 and det.grokking_threshold == 0.95
+    _feed(det, [_row(0, 0.9899, 0.5), _row(5, 0.99, 0.9499), _row(9, 0.99, 0.95)])
+    assert det.memorization_step == 5
+    assert det.grokking_step == 9
+
+
+def test_custom_thresholds_are_respected():
+    rows = [
+        _row(0, 0.5, 0.5),
+        _row(10, 0.85, 0.6),
+        _row(20, 0.95, 0.75),
+        _row(30, 1.0, 0.9),
+        _row(40, 1.0, 0.99),
+    ]
+    loose = _feed(PhaseDetector(memorization_threshold=0.8, grokking_threshold=0.7), rows)
+    assert (loose.memorization_step, loose.grokking_step) == (10, 20)
+    default = _feed(PhaseDetector(), rows)
+    assert (default.memorization_step, default.grokking_step) == (30, 40)
+    strict = _feed(PhaseDetector(memorization_threshold=1.0, grokking_threshold=1.0), rows)
+    assert (strict.memorization_step, strict.grokking_step) == (30, None)
+
+
+def test_state_dict_round_trip():
+    rows = _grokking_curve()
+    det = _feed(PhaseDetector(), rows)
+    state = det.state_dict()
+    fresh = PhaseDetector()
+    fresh.load_state_dict(state)
+    assert fresh.memorization_step == 2 and fresh.memorization_time == pytest.approx(0.02)
+    assert fresh.grokking_step == 30_000 and fresh.grokking_time == pytest.approx(300.0)
+    assert fresh.summary() == det.summary()
+
+
+def test_resumed_detector_keeps_the_earlier_times():
+    # Resumed after memorization but before grokking: memorization is not re-detected later.
+    rows = _grokking_curve()
+    first = _feed(PhaseDetector(), rows[:6])
+    assert first.memorization_step == 2 and first.grokking_step is None
+    resumed = PhaseDetector()
+    resumed.load_state_dict(first.state_dict())
+    _feed(resumed, rows[6:])
+    assert resumed.memorization_step == 2
+    assert resumed.grokking_step == 30_000
+
+
+def test_load_state_dict_from_empty_state_resets():
+    det = _feed(PhaseDetector(), _grokking_curve())
+    det.load_state_dict({})
+    assert det.memorization_step is None and det.grokking_step is None
+
+
+def test_summary_contains_thresholds_and_times():
+    detector = PhaseDetector(memorization_threshold=0.9, grokking_threshold=0.8)
+    summary = _feed(detector, _grokking_curve()).summary()
+    assert summary["thresholds"] == {
+        "memorization_train_acc": 0.9,
+        "grokking_test_acc": 0.8,
+        "misgrokking_test_acc": 0.6,
+    }
+    assert summary["memorization_step"] == 1  # train acc 0.9 at step 1 reaches 0.9
+    assert summary["memorization_time"] == pytest.approx(0.01)
+    assert summary["grokking_step"] == 25_000  # test acc 0.8 reaches the 0.8 threshold
+    assert summary["grokking_time"] == pytest.approx(250.0)
+
+
+def test_summary_before_any_row():
+    summary = PhaseDetector().summary()
+    assert summary["memorization_step"] is None and summary["grokking_step"] is None
+    assert summary["thresholds"]["memorization_train_acc"] == 0.99
+    assert summary["thresholds"]["grokking_test_acc"] == 0.95
+
+
+def test_regression_rows_leave_everything_none():
+    rows = [
+        {"step": s, "time": LR * s, "train/loss": 1e-8, "test/loss": 1e-8, "param_norm": 1.0}
+        for s in [0, 1, 10, 100]
+    ]
+    det = _feed(PhaseDetector(), rows)
+    assert det.summary()["memorization_step"] is None
+    assert det.memorization_time is None
+    assert det.grokking_step is None and det.grokking_time is None
+
+
+def test_nan_accuracy_does_not_count():
+    nan = float("nan")
+    det = _feed(PhaseDetector(), [_row(0, nan, nan), _row(1, nan, nan)])
+    assert det.memorization_step is None and det.grokking_step is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"memorization_threshold": 0.0}, "phases.memorization_threshold"),
+        ({"memorization_threshold": -0.5}, "phases.memorization_threshold"),
+        ({"memorization_threshold": 1.01}, "phases.memorization_threshold"),
+        ({"grokking_threshold": 0.0}, "phases.grokking_threshold"),
+        ({"grokking_threshold": 1.5}, "phases.grokking_threshold"),
+    ],
+)
+def test_invalid_thresholds_raise_config_error(kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        PhaseDetector(**kwargs)
+    assert key in str(info.value)
+
+
+def _misgrokking_curve() -> list[dict[str, float]]:
+    """E2-like: train and test accuracy high at once, test accuracy collapses much later."""
+    test = {0: 0.5, 1: 0.97, 10: 0.99, 1_000: 0.99, 10_000: 0.9, 20_000: 0.55, 30_000: 0.5}
+    return [
+        {"step": s, "time": LR * s, "train/acc": 1.0 if s else 0.5, "test/acc": a}
+        for s, a in test.items()
+    ]
+
+
+def test_misgrokking_is_the_first_fall_below_threshold_after_grokking():
+    det = _feed(PhaseDetector(), _misgrokking_curve())
+    assert det.grokking_step == 1  # generalized as soon as it memorized
+    assert det.misgrokking_step == 20_000  # 0.9 at 10_000 is still above 0.6
+    assert det.misgrokking_time == pytest.approx(200.0)
+    custom = _feed(PhaseDetector(misgrokking_threshold=0.92), _misgrokking_curve())
+    assert custom.misgrokking_step == 10_000
+
+
+def test_no_misgrokking_without_grokking_first():
+    rows = [
+        {"step": s, "time": LR * s, "train/acc": 1.0, "test/acc": a}
+        for s, a in [(1, 0.5), (10, 0.4), (100, 0.3)]
+    ]
+    det = _feed(PhaseDetector(), rows)
+    assert det.grokking_step is None and det.misgrokking_step is None
+
+
+def test_misgrokking_state_survives_state_dict_round_trip():
+    det = _feed(PhaseDetector(), _misgrokking_curve())
+    fresh = PhaseDetector()
+    fresh.load_state_dict(det.state_dict())
+    assert (fresh.misgrokking_step, fresh.misgrokking_time) == (20_000, pytest.approx(200.0))
+
+
+@pytest.mark.parametrize("low", [-0.1, 0.95, 0.99])
+def test_misgrokking_threshold_must_sit_below_grokking_threshold(low):
+    with pytest.raises(ConfigError, match="phases.misgrokking_threshold"):
+        PhaseDetector(misgrokking_threshold=low)
