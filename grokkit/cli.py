@@ -104,26 +104,10 @@ class GrokkitCLI(LightningCLI):
         saved.run_dir, saved.ckpt_path = str(run_dir), None
         (run_dir / "config.yaml").write_text(self._parser("fit").dump(saved, skip_none=False))
 
-        resume_step = _checkpoint_step(ckpt_path) if ckpt_path else None
-        loggers: list[Any] = [MetricsCSVLogger(run_dir, resume_step=resume_step)]
-        wandb_logger = make_wandb_logger(self.config_init["fit"]["wandb"], run_dir, saved.as_dict())
-        if wandb_logger is not None:
-            loggers.append(wandb_logger)
-        self.trainer.loggers = loggers
-        self.trainer.callbacks.append(ConsoleProgress())
-        self.trainer.callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                save_last=True,
-                save_top_k=0,
-                train_time_interval=CHECKPOINT_EVERY,
-                save_on_train_epoch_end=False,
-            )
-        )
-
         previous = _install_stop_handlers(model)
-        status, bad_input = "failed", None
+        status, bad_input, wandb_logger = "failed", None, None
         try:
+            wandb_logger = self._attach_run_callbacks(run_dir, ckpt_path, saved.as_dict())
             self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
             if model.diverged:
                 status = "diverged"
@@ -150,6 +134,27 @@ class GrokkitCLI(LightningCLI):
             self._finalize(model, status, wandb_logger)
         self.exit_code = EXIT_CODES["bad_input" if bad_input else status]
 
+    def _attach_run_callbacks(self, run_dir: Path, ckpt_path: str | None, config: dict) -> Any:
+        """metrics.csv and W&B loggers, console progress, periodic last.ckpt; returns the
+        WandbLogger (None when W&B is disabled)."""
+        resume_step = _checkpoint_step(ckpt_path) if ckpt_path else None
+        loggers: list[Any] = [MetricsCSVLogger(run_dir, resume_step=resume_step)]
+        wandb_logger = make_wandb_logger(self.config_init["fit"]["wandb"], run_dir, config)
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
+        self.trainer.loggers = loggers
+        self.trainer.callbacks.append(ConsoleProgress())
+        self.trainer.callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                save_last=True,
+                save_top_k=0,
+                train_time_interval=CHECKPOINT_EVERY,
+                save_on_train_epoch_end=False,
+            )
+        )
+        return wandb_logger
+
     def _finalize(self, model: GrokTask, status: str, wandb_logger: Any) -> None:
         """Checkpoint, summary.json (written last, atomically), curves.png, W&B summary."""
         run_dir = self.run_dir
@@ -169,7 +174,9 @@ class GrokkitCLI(LightningCLI):
         if (run_dir / "metrics.csv").exists():
             plot_run(run_dir)
         if wandb_logger is not None:
-            flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+            # W&B has no null: a phase not reached is simply absent from its summary.
+            flat = {k: v for k, v in summary.items() if v is not None and not isinstance(v, dict)}
+            flat.update({f"thresholds/{k}": v for k, v in summary["thresholds"].items()})
             wandb_logger.experiment.summary.update(flat)
             wandb_logger.experiment.finish(exit_code=EXIT_CODES[status])
         print(f"grokkit: {status} after {summary['steps']} steps; results in {run_dir}", flush=True)

@@ -2,6 +2,7 @@
 
 import netrc
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,12 +56,11 @@ def make_wandb_logger(settings: WandbSettings, run_dir: Path, config: dict[str, 
     mode = resolve_mode(settings)
     if mode == "disabled":
         return None
-    import wandb  # imported here: it is slow to import and unused when disabled
-    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger  # slow import: only when used
 
     id_file = run_dir / "wandb_id"
     if not id_file.exists():
-        id_file.write_text(wandb.util.generate_id())
+        id_file.write_text(uuid.uuid4().hex[:8])
     return WandbLogger(
         project=settings.project,
         entity=settings.entity,
