@@ -85,16 +85,20 @@ def grokkit_loop(data: SparseLinearData, steps: int, run_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     data = SparseLinearData(**QUICKSTART)
     data.setup()
     plain, grok = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):  # interleaved, so drift in machine load hits both
-            plain.append(plain_loop(data, args.steps))
-            grok.append(grokkit_loop(data, args.steps, Path(tmp) / str(i)))
+        for i in range(args.repeats):  # interleaved, alternating order: drift hits both
+            if i % 2:
+                grok.append(grokkit_loop(data, args.steps, Path(tmp) / str(i)))
+                plain.append(plain_loop(data, args.steps))
+            else:
+                plain.append(plain_loop(data, args.steps))
+                grok.append(grokkit_loop(data, args.steps, Path(tmp) / str(i)))
     p, g = min(plain), min(grok)
     print(f"steps per run:        {args.steps} ({EVAL_POINTS} evaluation points)")
     print(f"plain PyTorch loop:   {1e6 * p / args.steps:8.1f} us/step  (runs: {plain})")
