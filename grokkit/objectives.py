@@ -1,5 +1,7 @@
-"""Losses and the accuracy that goes with each (None for regression)."""
+"""Losses, the accuracy that goes with each (None for regression), and each loss's logarithm
+computed stably in float64 (for the loss-normalized step size of paper Fig. 4)."""
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,14 +32,51 @@ def mse_loss(out: Tensor, y: Tensor) -> Tensor:
     return (out - y).pow(2).mean()
 
 
+def mse_onehot_loss(out: Tensor, y: Tensor) -> Tensor:
+    """Mean squared error against one-hot targets, averaged over samples and classes (Omnigrok)."""
+    return (out - F.one_hot(y, out.shape[-1]).to(out.dtype)).pow(2).mean()
+
+
+def _log_softplus(s: Tensor) -> Tensor:
+    """log(log(1 + e^s)) without underflow: for s ≪ 0 it is s − e^s/2 + … ≈ s."""
+    return torch.where(s < -30, s, torch.log(F.softplus(s.clamp(min=-30))))
+
+
+def _log_mean_exp(log_terms: Tensor) -> Tensor:
+    return torch.logsumexp(log_terms, dim=0) - math.log(log_terms.shape[0])
+
+
+def log_logistic_loss(out: Tensor, y: Tensor) -> Tensor:
+    """log of the mean logistic loss, in float64."""
+    return _log_mean_exp(_log_softplus(-y.double() * out.double()))
+
+
+def log_cross_entropy(out: Tensor, y: Tensor) -> Tensor:
+    """log of the mean cross-entropy, in float64: ℓ_i = softplus(logsumexp_{j≠y}(f_j − f_y))."""
+    out = out.double()
+    correct = out.gather(1, y[:, None])
+    others = (out - correct).scatter(1, y[:, None], float("-inf"))
+    return _log_mean_exp(_log_softplus(torch.logsumexp(others, dim=1)))
+
+
+def log_mse(out: Tensor, y: Tensor) -> Tensor:
+    return torch.log(mse_loss(out.double(), y.double()))
+
+
+def log_mse_onehot(out: Tensor, y: Tensor) -> Tensor:
+    return torch.log(mse_onehot_loss(out.double(), y))
+
+
 @dataclass(frozen=True)
 class Objective:
     loss: Callable[[Tensor, Tensor], Tensor]
     accuracy: Callable[[Tensor, Tensor], Tensor] | None
+    log_loss: Callable[[Tensor, Tensor], Tensor]
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "logistic": Objective(logistic_loss, binary_accuracy),
-    "cross_entropy": Objective(F.cross_entropy, multiclass_accuracy),
-    "mse": Objective(mse_loss, None),
+    "logistic": Objective(logistic_loss, binary_accuracy, log_logistic_loss),
+    "cross_entropy": Objective(F.cross_entropy, multiclass_accuracy, log_cross_entropy),
+    "mse": Objective(mse_loss, None, log_mse),
+    "mse_onehot": Objective(mse_onehot_loss, multiclass_accuracy, log_mse_onehot),
 }

@@ -26,13 +26,19 @@ class GrokTask(pl.LightningModule):
     Args:
         net: the network (its base init θ̄; multiplied here by ``alpha``).
         alpha: init scale α (θ0 = α·θ̄); for the diagonal net ‖θ0‖ = α.
-        loss: "logistic" (binary ±1 labels), "cross_entropy" (class indices) or "mse".
+        loss: "logistic" (binary ±1 labels), "cross_entropy" (class indices), "mse", or
+            "mse_onehot" (squared error against one-hot targets of class indices).
         optimizer: "sgd" (plain gradient descent with coupled weight decay, the paper's:
-            θ ← θ − η(∇L + λθ)) or "adamw".
+            θ ← θ − η(∇L + λθ)) or "adamw" (decoupled weight decay).
         lr: learning rate η (after warm-up).
         weight_decay: λ.
         lr_warmup_steps: steps of geometric warm-up from ``lr_warmup_start`` to ``lr``.
         lr_warmup_start: first learning rate of the warm-up (required when warming up).
+        lr_normalize_by_loss: step on log L instead of L (loss computed stably in float64):
+            θ ← θ − η∇L/L, so the effective step size η/L grows as the loss falls and
+            gradient-flow time advances on a log scale (paper Fig. 4, with λ = 0).
+        batch_size: None for full-batch gradient descent (the paper's); otherwise each step
+            uses a random minibatch of this size from the training set (Omnigrok).
         eval_points: number of log-spaced evaluation steps in [1, max_steps] (plus step 0).
     """
 
@@ -40,12 +46,14 @@ class GrokTask(pl.LightningModule):
         self,
         net: HomogeneousNet,
         alpha: float = 1.0,
-        loss: Literal["logistic", "cross_entropy", "mse"] = "logistic",
+        loss: Literal["logistic", "cross_entropy", "mse", "mse_onehot"] = "logistic",
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr: float = 0.01,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
         lr_warmup_start: float | None = None,
+        lr_normalize_by_loss: bool = False,
+        batch_size: int | None = None,
         eval_points: int = 300,
     ) -> None:
         super().__init__()
@@ -58,6 +66,10 @@ class GrokTask(pl.LightningModule):
             f"model.lr_warmup_start must be > 0 when warming up, got {lr_warmup_start}",
         )
         require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
+        require(
+            batch_size is None or batch_size >= 1,
+            f"model.batch_size must be >= 1 (or null for full batch), got {batch_size}",
+        )
         self.save_hyperparameters(ignore=["net"])
         self.automatic_optimization = False
         self.net = net
@@ -72,9 +84,12 @@ class GrokTask(pl.LightningModule):
 
     @property
     def predicted_transition_time(self) -> float | None:
-        """ln(α)/λ, the theory's switch time in gradient-flow time (None where undefined)."""
-        wd = self.hparams.weight_decay
-        return math.log(self.alpha) / wd if wd > 0 and self.alpha > 1 else None
+        """ln(α)/λ, the theory's switch time in gradient-flow time; None where the theory says
+        nothing: λ = 0, α ≤ 1, or an optimizer other than gradient descent."""
+        h = self.hparams
+        if h.weight_decay > 0 and self.alpha > 1 and h.optimizer == "sgd":
+            return math.log(self.alpha) / h.weight_decay
+        return None
 
     def lr_at(self, step: int) -> float:
         h = self.hparams
@@ -114,10 +129,18 @@ class GrokTask(pl.LightningModule):
     def gradient_step(
         self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float
     ) -> None:
+        if self.hparams.batch_size is not None:
+            pick = torch.randperm(len(y), device=y.device)[: self.hparams.batch_size]
+            x, y = x[pick], y[pick]
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        self.objective.loss(self.net(x), y).backward()
+        if self.hparams.lr_normalize_by_loss:
+            log_loss = self.objective.log_loss(self.net(x), y)
+            log_loss.backward()
+            lr = lr / math.exp(log_loss.item())  # the step actually taken on L: η/L
+        else:
+            self.objective.loss(self.net(x), y).backward()
         optimizer.step()
         self.flow_time += lr
 

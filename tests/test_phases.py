@@ -174,6 +174,8 @@ def test_summary_contains_thresholds_and_times():
         "memorization_train_acc": 0.9,
         "grokking_test_acc": 0.8,
         "misgrokking_test_acc": 0.6,
+        "memorization_train_loss": 1e-4,
+        "grokking_test_loss_ratio": 0.01,
     }
     assert summary["memorization_step"] == 1  # train acc 0.9 at step 1 reaches 0.9
     assert summary["memorization_time"] == pytest.approx(0.01)
@@ -188,15 +190,29 @@ def test_summary_before_any_row():
     assert summary["thresholds"]["grokking_test_acc"] == 0.95
 
 
-def test_regression_rows_leave_everything_none():
-    rows = [
-        {"step": s, "time": LR * s, "train/loss": 1e-8, "test/loss": 1e-8, "param_norm": 1.0}
-        for s in [0, 1, 10, 100]
+def _regression_curve() -> list[dict[str, float]]:
+    """E5-like: train loss ~0 at once; test loss on a plateau, then down 1000x."""
+    test = {0: 0.1, 10: 0.08, 100: 0.08, 1_000: 0.07, 10_000: 0.01, 20_000: 5e-4, 30_000: 1e-4}
+    return [
+        {"step": s, "time": LR * s, "train/loss": 0.1 if s == 0 else 1e-6, "test/loss": v}
+        for s, v in test.items()
     ]
+
+
+def test_regression_phases_use_losses():
+    det = _feed(PhaseDetector(), _regression_curve())
+    assert det.memorization_step == 10  # first train loss <= 1e-4
+    assert det.grokking_step == 20_000  # first test loss <= 0.01 * 0.08
+    assert det.grokking_time == pytest.approx(200.0)
+    assert det.misgrokking_step is None  # not defined for regression
+    loose = _feed(PhaseDetector(grokking_loss_ratio=0.2), _regression_curve())
+    assert loose.grokking_step == 10_000
+
+
+def test_regression_without_memorization_finds_nothing():
+    rows = [{"step": s, "time": LR * s, "train/loss": 0.05, "test/loss": 1e-9} for s in (1, 10)]
     det = _feed(PhaseDetector(), rows)
-    assert det.summary()["memorization_step"] is None
-    assert det.memorization_time is None
-    assert det.grokking_step is None and det.grokking_time is None
+    assert det.memorization_step is None and det.grokking_step is None
 
 
 def test_nan_accuracy_does_not_count():

@@ -1,4 +1,4 @@
-"""Detect the memorization and grokking times from the evaluation rows."""
+"""Detect the memorization, grokking and misgrokking times from the evaluation rows."""
 
 from typing import Any
 
@@ -11,19 +11,29 @@ from grokkit.errors import require
 
 
 class PhaseDetector(EvaluationCallback):
-    """Memorization: first evaluation with train/acc ≥ ``memorization_threshold``.
-    Grokking: first evaluation at or after memorization with test/acc ≥ ``grokking_threshold``.
-    Misgrokking: first evaluation after grokking with test/acc < ``misgrokking_threshold``
-    (the test accuracy collapses after having generalized, paper Fig. 1b).
+    """Finds the phase times in the evaluation rows (times are gradient-flow times, Σ η).
 
-    Times are gradient-flow times (Σ η). Runs without accuracy columns (regression) leave both
-    null. The state is saved in checkpoints, so a resumed run keeps the times already found.
+    Classification (rows with accuracy columns):
+    - memorization: first evaluation with train/acc ≥ ``memorization_threshold``;
+    - grokking: first evaluation at or after memorization with test/acc ≥ ``grokking_threshold``;
+    - misgrokking: first evaluation after grokking with test/acc < ``misgrokking_threshold``
+      (the test accuracy collapses after having generalized, paper Fig. 1b).
+
+    Regression (no accuracy columns):
+    - memorization: first evaluation with train/loss ≤ ``memorization_loss``;
+    - grokking: first evaluation after it with test/loss ≤ ``grokking_loss_ratio`` × the test
+      loss at memorization (the plateau's level); misgrokking is not defined.
+
+    The state is saved in checkpoints, so a resumed run keeps the times already found.
 
     Args:
         memorization_threshold: train accuracy that counts as memorized.
         grokking_threshold: test accuracy that counts as generalized.
         misgrokking_threshold: test accuracy that, once fallen below after grokking, counts as
             misgrokked.
+        memorization_loss: train loss that counts as memorized (regression).
+        grokking_loss_ratio: fraction of the memorization-time test loss that counts as
+            generalized (regression).
     """
 
     def __init__(
@@ -31,6 +41,8 @@ class PhaseDetector(EvaluationCallback):
         memorization_threshold: float = 0.99,
         grokking_threshold: float = 0.95,
         misgrokking_threshold: float = 0.6,
+        memorization_loss: float = 1e-4,
+        grokking_loss_ratio: float = 0.01,
     ) -> None:
         require(
             0 < memorization_threshold <= 1,
@@ -45,11 +57,21 @@ class PhaseDetector(EvaluationCallback):
             f"phases.misgrokking_threshold must be in [0, phases.grokking_threshold="
             f"{grokking_threshold}), got {misgrokking_threshold}",
         )
+        require(
+            memorization_loss > 0, f"phases.memorization_loss must be > 0, got {memorization_loss}"
+        )
+        require(
+            0 < grokking_loss_ratio < 1,
+            f"phases.grokking_loss_ratio must be in (0, 1), got {grokking_loss_ratio}",
+        )
         self.memorization_threshold = memorization_threshold
         self.grokking_threshold = grokking_threshold
         self.misgrokking_threshold = misgrokking_threshold
+        self.memorization_loss = memorization_loss
+        self.grokking_loss_ratio = grokking_loss_ratio
         self.memorization_step: int | None = None
         self.memorization_time: float | None = None
+        self.memorization_test_loss: float | None = None
         self.grokking_step: int | None = None
         self.grokking_time: float | None = None
         self.misgrokking_step: int | None = None
@@ -58,20 +80,30 @@ class PhaseDetector(EvaluationCallback):
     def on_evaluation(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
-        if "train/acc" not in row:
+        classification = "train/acc" in row
+        if self.memorization_step is None:
+            memorized = (
+                row["train/acc"] >= self.memorization_threshold
+                if classification
+                else row["train/loss"] <= self.memorization_loss
+            )
+            if memorized:
+                self.memorization_step, self.memorization_time = int(row["step"]), row["time"]
+                self.memorization_test_loss = row.get("test/loss")
+                rank_zero_info(f"memorized at step {row['step']} (t = {row['time']:.4g})")
+        if self.memorization_step is None:
             return
-        if self.memorization_step is None and row["train/acc"] >= self.memorization_threshold:
-            self.memorization_step, self.memorization_time = int(row["step"]), row["time"]
-            rank_zero_info(f"memorized at step {row['step']} (t = {row['time']:.4g})")
-        if (
-            self.memorization_step is not None
-            and self.grokking_step is None
-            and row["test/acc"] >= self.grokking_threshold
-        ):
-            self.grokking_step, self.grokking_time = int(row["step"]), row["time"]
-            rank_zero_info(f"grokked at step {row['step']} (t = {row['time']:.4g})")
+        if self.grokking_step is None:
+            generalized = (
+                row["test/acc"] >= self.grokking_threshold
+                if classification
+                else row["test/loss"] <= self.grokking_loss_ratio * self.memorization_test_loss
+            )
+            if generalized:
+                self.grokking_step, self.grokking_time = int(row["step"]), row["time"]
+                rank_zero_info(f"grokked at step {row['step']} (t = {row['time']:.4g})")
         elif (
-            self.grokking_step is not None
+            classification
             and self.misgrokking_step is None
             and row["test/acc"] < self.misgrokking_threshold
         ):
@@ -90,12 +122,15 @@ class PhaseDetector(EvaluationCallback):
                 "memorization_train_acc": self.memorization_threshold,
                 "grokking_test_acc": self.grokking_threshold,
                 "misgrokking_test_acc": self.misgrokking_threshold,
+                "memorization_train_loss": self.memorization_loss,
+                "grokking_test_loss_ratio": self.grokking_loss_ratio,
             },
         }
 
     _STATE = (
         "memorization_step",
         "memorization_time",
+        "memorization_test_loss",
         "grokking_step",
         "grokking_time",
         "misgrokking_step",

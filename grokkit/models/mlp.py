@@ -1,0 +1,82 @@
+"""ReLU MLPs: the paper's 2-layer net for modular arithmetic (E3/E4) and Omnigrok's deep MLP."""
+
+import math
+
+import torch
+from torch import nn
+
+from grokkit.errors import require
+from grokkit.models.base import HomogeneousNet
+
+
+class TwoLayerReLU(HomogeneousNet):
+    """f(a, b) = W2·ReLU(W1·[onehot(a); onehot(b)] + b1), bias on the first layer only, so f is
+    2-homogeneous in θ = (W1, b1, W2). W1·[onehot(a); onehot(b)] is computed as the lookup
+    W1[:, a] + W1[:, p + b].
+
+    He initialization: W1 ~ N(0, 2/(2p)) (ReLU gain, fan-in 2p), W2 ~ N(0, 1/width) (linear
+    gain), b1 = 0; the task then multiplies everything by α.
+
+    Args:
+        p: number of tokens per operand (the modulus) and of output classes.
+        width: hidden width h.
+        zero_last_layer: start from W2 = 0 (zero output at init, as the theory assumes).
+    """
+
+    degree = 2
+
+    def __init__(self, p: int, width: int = 1024, zero_last_layer: bool = False) -> None:
+        super().__init__()
+        require(p >= 2, f"model.net.p must be >= 2, got {p}")
+        require(width >= 1, f"model.net.width must be >= 1, got {width}")
+        self.p = p
+        self.w1 = nn.Parameter(torch.randn(2 * p, width) * math.sqrt(2.0 / (2 * p)))
+        self.b1 = nn.Parameter(torch.zeros(width))
+        w2 = torch.zeros(width, p) if zero_last_layer else torch.randn(width, p) / math.sqrt(width)
+        self.w2 = nn.Parameter(w2)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        require(
+            x.dim() == 2 and x.shape[1] == 2 and int(x.max()) < self.p,
+            f"model.net.p={self.p} does not fit the data's operands (max {int(x.max())})",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.w1[x[:, 0]] + self.w1[self.p + x[:, 1]] + self.b1
+        return torch.relu(hidden) @ self.w2
+
+
+class MLP(HomogeneousNet):
+    """Fully connected ReLU net with biases (not homogeneous), PyTorch's default init; the task
+    multiplies every parameter by α (Omnigrok's large initialization).
+
+    Args:
+        in_dim: input features.
+        out_dim: outputs.
+        width: hidden width.
+        depth: number of linear layers (≥ 1).
+    """
+
+    degree = None
+
+    def __init__(self, in_dim: int, out_dim: int, width: int = 200, depth: int = 3) -> None:
+        super().__init__()
+        require(depth >= 1, f"model.net.depth must be >= 1, got {depth}")
+        require(width >= 1, f"model.net.width must be >= 1, got {width}")
+        dims = [in_dim] + [width] * (depth - 1) + [out_dim]
+        layers: list[nn.Module] = []
+        for k, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            layers.append(nn.Linear(fan_in, fan_out))
+            if k < depth - 1:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+        self.in_dim = in_dim
+
+    def check_input(self, x: torch.Tensor) -> None:
+        require(
+            x.shape[-1] == self.in_dim,
+            f"model.net.in_dim={self.in_dim} does not match the data's {x.shape[-1]} features",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
