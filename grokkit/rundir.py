@@ -18,10 +18,11 @@ STATUSES = ("completed", "diverged", "interrupted", "failed")
 
 
 def choose_run_dir(requested: str | None, default_name: str, resume_from: str | None) -> Path:
-    """The directory for this fit.
+    """The directory for this fit, created and claimed.
 
     Resuming from a checkpoint inside a run directory continues in that directory. Otherwise an
-    existing run is never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ...
+    existing run is never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ... The
+    claim is atomic (creating ``checkpoints/``), so agents sharing ``runs/`` never collide.
     """
     if resume_from is not None:
         ckpt = Path(resume_from).resolve()
@@ -30,10 +31,16 @@ def choose_run_dir(requested: str | None, default_name: str, resume_from: str | 
     base = (Path(requested) if requested else Path("runs") / default_name).resolve()
     require(not base.is_file(), f"run_dir: {requested} is a file, expected a directory")
     candidate, n = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while True:
+        if not (candidate.exists() and any(candidate.iterdir())):
+            candidate.mkdir(parents=True, exist_ok=True)
+            try:
+                (candidate / "checkpoints").mkdir()
+                return candidate
+            except FileExistsError:
+                pass  # another fit claimed it between the check and the claim
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

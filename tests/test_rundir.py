@@ -141,23 +141,31 @@ def test_logger_properties(tmp_path):
 
 def test_new_run_dir_is_never_reused(tmp_path):
     base = tmp_path / "runs" / "x"
-    assert choose_run_dir(str(base), "ignored", None) == base  # does not exist yet
-    base.mkdir(parents=True)
-    assert choose_run_dir(str(base), "ignored", None) == base  # exists but empty: fine
-    (base / "config.yaml").write_text("a: 1\n")
+    first = choose_run_dir(str(base), "ignored", None)
+    assert first == base and (base / "checkpoints").is_dir()  # created and claimed
+    # claimed (checkpoints/ exists): the next fit gets x-2 even before anything else is written
     second = choose_run_dir(str(base), "ignored", None)
     assert second == tmp_path / "runs" / "x-2"
-    second.mkdir()
-    (second / "metrics.csv").write_text("step\n")
+    (tmp_path / "runs" / "x-3").mkdir()  # an existing but empty directory may be used
     assert choose_run_dir(str(base), "ignored", None) == tmp_path / "runs" / "x-3"
+    (tmp_path / "runs" / "x-4").mkdir()
+    (tmp_path / "runs" / "x-4" / "metrics.csv").write_text("step\n")  # not empty: skipped
+    assert choose_run_dir(str(base), "ignored", None) == tmp_path / "runs" / "x-5"
+
+
+def test_concurrent_fits_never_share_a_run_dir(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = str(tmp_path / "runs" / "same")
+    with ThreadPoolExecutor(8) as pool:
+        dirs = list(pool.map(lambda _: choose_run_dir(base, "ignored", None), range(16)))
+    assert len(set(dirs)) == 16
 
 
 def test_default_run_dir_under_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = choose_run_dir(None, "e1-sparse", None)
     assert first.parts[-2:] == ("runs", "e1-sparse")
-    (tmp_path / first).mkdir(parents=True)
-    (tmp_path / first / "summary.json").write_text("{}")
     assert choose_run_dir(None, "e1-sparse", None).parts[-2:] == ("runs", "e1-sparse-2")
 
 
