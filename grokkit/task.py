@@ -154,7 +154,10 @@ class GrokTask(pl.LightningModule):
         outputs = {split: self.net(x) for split, (x, _) in batch.items()}
         row: dict[str, float] = {"step": self.global_step, "time": self.flow_time}
         for split, (_, y) in batch.items():
-            row[f"{split}/loss"] = self.objective.loss(outputs[split], y).item()
+            # float64, so that a loss below float32's range (confident late-phase margins) is
+            # still logged as a positive number rather than 0
+            y64 = y.double() if y.is_floating_point() else y
+            row[f"{split}/loss"] = self.objective.loss(outputs[split].double(), y64).item()
         if self.objective.accuracy is not None:
             for split, (_, y) in batch.items():
                 row[f"{split}/acc"] = self.objective.accuracy(outputs[split], y).item()

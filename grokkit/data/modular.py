@@ -1,6 +1,6 @@
 """E3/E4: binary operations modulo a prime, as (a, b) index pairs with a class label."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -8,6 +8,7 @@ from grokkit.data.full_batch import Batch, FullBatchDataModule
 from grokkit.errors import require
 
 Operation = Literal["add", "sub", "mul", "div", "x2_plus_xy", "x3_plus_xy", "max"]
+OPERATIONS: tuple[str, ...] = get_args(Operation)
 
 
 def is_prime(n: int) -> bool:
@@ -51,6 +52,10 @@ class ModularArithmeticData(FullBatchDataModule):
     ) -> None:
         super().__init__(seed)
         require(p >= 2, f"data.p must be >= 2, got {p}")
+        require(
+            operation in OPERATIONS,
+            f"data.operation must be one of {', '.join(OPERATIONS)}, got {operation!r}",
+        )
         require(
             operation != "div" or is_prime(p),
             f"data.p must be prime for operation 'div' (b must be invertible), got {p}",
