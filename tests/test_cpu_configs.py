@@ -6,6 +6,7 @@ its wall time and phase steps (the numbers quoted in the README).
 
 import csv
 import json
+import math
 import time
 from pathlib import Path
 
@@ -82,23 +83,43 @@ def test_e3_modular_grokking(runs_root):
 
 
 @pytest.mark.slow
-def test_e3_alpha_trend_delays_grokking(runs_root):
-    times = {
-        a: fit(f"e3_alpha{a}" if a != 10 else "e3_modular_grokking", runs_root)[0]["grokking_time"]
-        for a in (1, 10, 100)
-    }
-    assert None not in times.values(), times
-    assert times[1] < times[10] < times[100], times
+def test_e3_larger_alpha_groks_later_by_about_ln_alpha_over_lambda(runs_root):
+    t10 = fit("e3_modular_grokking", runs_root)[0]["grokking_time"]
+    t100 = fit("e3_alpha100", runs_root)[0]["grokking_time"]
+    assert t10 is not None and t100 is not None
+    shift = math.log(100 / 10) / 0.001  # theory: the switch moves by ln(α'/α)/λ
+    assert 0.5 * shift < t100 - t10 < 2 * shift
 
 
 @pytest.mark.slow
-def test_e3_weight_decay_trend(runs_root):
-    base = fit("e3_modular_grokking", runs_root)[0]
-    mid = [fit(f"e3_wd{w}", runs_root)[0] for w in ("3e-3", "1e-2")]
-    times = [base["grokking_time"]] + [m["grokking_time"] for m in mid]
-    assert None not in times and times == sorted(times, reverse=True), times  # earlier with λ
-    largest = fit("e3_wd3e-2", runs_root)[0]
-    assert largest["grokking_step"] is None  # too much decay: no generalization
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured on the CPU config (λ = 1e-3, 10x the paper's): with α = 1 memorization "
+    "itself is delayed to λt ≈ 6.4 and grokking comes at λt ≈ 14, after α = 10's λt ≈ 11; the "
+    "paper's α = 1 < α = 10 ordering (at λ = 1e-4) does not appear at this size",
+)
+def test_e3_alpha1_groks_before_alpha10(runs_root):
+    t1 = fit("e3_alpha1", runs_root)[0]["grokking_time"]
+    t10 = fit("e3_modular_grokking", runs_root)[0]["grokking_time"]
+    assert t1 is not None and t1 < t10
+
+
+@pytest.mark.slow
+def test_e3_smaller_weight_decay_groks_later(runs_root):
+    t_small = fit("e3_wd5e-4", runs_root)[0]["grokking_time"]  # λ = 5e-4
+    t_base = fit("e3_modular_grokking", runs_root)[0]["grokking_time"]  # λ = 1e-3
+    assert t_small is not None and t_base is not None
+    assert t_small > t_base
+
+
+@pytest.mark.slow
+def test_e3_too_much_weight_decay_collapses_training(runs_root):
+    s2, _ = fit("e3_wd2e-3", runs_root)  # memorizes, then the train accuracy collapses
+    assert s2["memorization_step"] is not None and s2["train/acc"] < 0.5
+    assert s2["grokking_step"] is None
+    s3, _ = fit("e3_wd3e-3", runs_root)  # never leaves chance
+    assert s3["memorization_step"] is None and s3["train/acc"] < 0.05
+    assert s3["grokking_step"] is None
 
 
 @pytest.mark.slow
