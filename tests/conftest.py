@@ -4,6 +4,7 @@ turns it on (no test ever needs the network)."""
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -29,3 +30,17 @@ def isolated_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def one_thread(request):
+    """Small tensor ops on 2 shared cores: one intra-op thread is faster and immune to another
+    process's threads (two 2-thread processes slow small ops 10-30x); restored afterwards.
+    Slow tests keep PyTorch's default: they measure runs as a user would make them."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from grokkit.cli import main
 from grokkit.rundir import BASE_COLUMNS
@@ -16,15 +15,6 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "cpu"
 E2 = CONFIGS / "e2_misgrokking.yaml"
 E3 = CONFIGS / "e3_modular_grokking.yaml"
 E5 = CONFIGS / "e5_matrix_completion.yaml"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops on 2 shared cores: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _rows(run: Path) -> list[dict[str, str]]:

@@ -16,15 +16,6 @@ from grokkit.data.modular import is_prime
 from grokkit.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops on 2 shared cores: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _built(cls, **kwargs):
     dm = cls(**kwargs)
     dm.setup("fit")

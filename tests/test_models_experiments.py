@@ -14,15 +14,6 @@ from grokkit.objectives import OBJECTIVES, mse_onehot_loss
 from grokkit.task import GrokTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops on 2 shared cores: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _randomize_(net: torch.nn.Module, seed: int) -> None:
     """Random non-zero parameters of both signs (biases included) instead of the base init."""
     gen = torch.Generator().manual_seed(seed)

@@ -31,21 +31,11 @@ def _data() -> SparseLinearData:
     return dm
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops on 2 shared cores: a second intra-op thread only adds contention (a busy
-    neighbouring process made the 2-thread loop ~70x slower). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _param_norm(task: GrokTask) -> float:
     return torch.cat([p.detach().flatten() for p in task.parameters()]).norm().item()
 
 
-def test_kernel_phase_norm_follows_exponential_decay(one_thread):
+def test_kernel_phase_norm_follows_exponential_decay():
     """PAPER.md §4: ‖θ_k‖ ≈ α·exp(−η·λ·k) during the plateau (checked to 1%)."""
     torch.manual_seed(0)
     dm = _data()
@@ -72,7 +62,7 @@ def test_kernel_phase_norm_follows_exponential_decay(one_thread):
     assert row["time"] == pytest.approx(LR * 2000)
 
 
-def test_no_weight_decay_keeps_norm_near_alpha(one_thread):
+def test_no_weight_decay_keeps_norm_near_alpha():
     # Control for the invariant: without λ the norm does not decay (it grows slightly).
     dm = _data()
     task = GrokTask(DiagonalNet(D, depth=2), alpha=ALPHA, lr=LR, weight_decay=0.0)
@@ -84,7 +74,7 @@ def test_no_weight_decay_keeps_norm_near_alpha(one_thread):
     assert _param_norm(task) == pytest.approx(ALPHA, rel=0.01)
 
 
-def test_flow_time_is_sum_of_learning_rates_with_warmup(one_thread):
+def test_flow_time_is_sum_of_learning_rates_with_warmup():
     dm = _data()
     task = GrokTask(
         DiagonalNet(D, depth=2),
