@@ -96,7 +96,6 @@ class GrokkitCLI(LightningCLI):
         )
         default_name = _config_stem(sys.argv[1:] if self.argv is None else self.argv)
         run_dir = choose_run_dir(config.run_dir, default_name, ckpt_path)
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         print(f"grokkit: run directory {run_dir}", flush=True)
 

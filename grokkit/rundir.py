@@ -14,7 +14,6 @@ from grokkit.errors import require
 
 # Columns every run writes first, in this order; callback columns follow.
 BASE_COLUMNS = ["step", "time", "train/loss", "test/loss", "train/acc", "test/acc", "param_norm"]
-STATUSES = ("completed", "diverged", "interrupted", "failed")
 
 
 def choose_run_dir(requested: str | None, default_name: str, resume_from: str | None) -> Path:

@@ -74,13 +74,16 @@ class GrokTask(pl.LightningModule):
         self.automatic_optimization = False
         self.net = net
         self.net.scale_init_(alpha)
-        self.alpha = alpha
         self.objective = OBJECTIVES[loss]
         self.flow_time = 0.0  # gradient-flow time t = Σ η over the steps taken
         self.last_row: dict[str, float] | None = None
         self.diverged = False
         self.stop_requested = False  # set from a signal handler; the chunk loop checks it
         self.schedule: EvalSchedule | None = None
+
+    @property
+    def alpha(self) -> float:
+        return self.hparams.alpha
 
     @property
     def predicted_transition_time(self) -> float | None:
