@@ -41,7 +41,9 @@ commands:
   fit       train a model: grokkit fit --config FILE.yaml [--section.key=value ...]
   validate  evaluate a config (optionally a checkpoint, --ckpt_path) on the train and test sets
   test      same as validate, reported as test metrics
-  report    redraw curves.png and print the summary of run directories: grokkit report PATH
+  sweep     run a W&B sweep file on this machine, no server: grokkit sweep FILE --workers N
+  agent     one `wandb agent --forward-signals` per GPU: grokkit agent SWEEP_ID --gpus 0,1
+  report    table and figures for a run directory or a sweep: grokkit report PATH
 
 `grokkit COMMAND --help` lists every option of a command.
 """
@@ -232,6 +234,41 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def _make_cli(argv: list[str] | None, run: bool = True) -> GrokkitCLI:
+    return GrokkitCLI(
+        model_class=GrokTask,
+        datamodule_class=FullBatchDataModule,
+        subclass_mode_data=True,
+        save_config_callback=None,
+        auto_configure_optimizers=False,
+        seed_everything_default=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
+        argv=argv,
+        run=run,
+    )
+
+
+def check_fit_args(argv: list[str]) -> None:
+    """Parse ``grokkit fit`` arguments and build the model, data and trainer without training
+    (a sweep's preflight); a bad input raises ConfigError with its one-line message."""
+    _quiet_third_party_noise()
+    logs = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.WARNING)
+    try:
+        _make_cli(argv, run=False)
+    except Exception as error:
+        bad_input = _bad_input(error)
+        if bad_input is None:
+            raise
+        raise ConfigError(_one_line(bad_input)) from None
+    finally:
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -242,25 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         from grokkit.report.cli import report_main
 
         return report_main(rest)
+    if command in ("sweep", "agent"):
+        from grokkit.sweep.cli import agent_main, sweep_main
+
+        return (sweep_main if command == "sweep" else agent_main)(rest)
     if command not in GrokkitCLI.subcommands():
         print(
-            f"grokkit: error: unknown command {command!r} (expected fit, validate, test or report)",
+            f"grokkit: error: unknown command {command!r} (expected fit, validate, test, sweep, agent or report)",
             file=sys.stderr,
         )
         return EXIT_CODES["bad_input"]
     _quiet_third_party_noise()
     try:
-        cli = GrokkitCLI(
-            model_class=GrokTask,
-            datamodule_class=FullBatchDataModule,
-            subclass_mode_data=True,
-            save_config_callback=None,
-            auto_configure_optimizers=False,
-            seed_everything_default=True,
-            trainer_defaults=TRAINER_DEFAULTS,
-            parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
-            argv=argv,
-        )
+        cli = _make_cli(argv)
     except Exception as error:
         bad_input = _bad_input(error)
         if bad_input is None:

@@ -1,0 +1,97 @@
+"""Argument handling for ``grokkit sweep`` and ``grokkit agent``."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from grokkit.errors import ConfigError, require
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``grokkit: error:`` line with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"grokkit: error: {self.prog.split()[-1]}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _gpu_list(text: str) -> list[str]:
+    gpus = [g.strip() for g in text.split(",") if g.strip()]
+    if not gpus or not all(g.isdigit() for g in gpus):
+        raise argparse.ArgumentTypeError(f"expected GPU indices such as 0,1,3, got {text!r}")
+    return gpus
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def sweep_main(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="grokkit sweep",
+        description="Run a W&B sweep file (grid or random) on this machine, no W&B server: one "
+        "grokkit fit process per run, results in runs/<sweep name>/<run>/. Rerunning the same "
+        "command resumes: completed runs are skipped, interrupted ones resume.",
+    )
+    parser.add_argument("sweep_file", help="a W&B sweep file, e.g. sweeps/e1_alpha_wd_grid.yaml")
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help="runs at a time (default: one per GPU given, else 1)")  # fmt: skip
+    parser.add_argument("--gpus", type=_gpu_list, default=[],
+                        help="GPU indices the workers are dealt over, e.g. 0,1,2,3")  # fmt: skip
+    parser.add_argument("--count", type=_positive, default=None,
+                        help="number of runs (random method; caps a grid)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="random method's sampling seed")
+    parser.add_argument("--out", default=None, help="sweep directory (default runs/<name>)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check every run and print the commands, train nothing")  # fmt: skip
+    args = parser.parse_args(argv)
+
+    from grokkit.cli import check_fit_args
+    from grokkit.sweep.executor import SweepExecutor
+    from grokkit.sweep.spec import expand, load_sweep
+
+    try:
+        spec = load_sweep(args.sweep_file)
+        runs = expand(spec, count=args.count, seed=args.seed)
+        for run in runs:  # every run's arguments are checked before the first one starts
+            try:
+                check_fit_args(spec.fit_args(run))
+            except ConfigError as error:
+                raise ConfigError(f"sweep file {spec.path}: run {run.name}: {error}") from None
+    except ConfigError as error:
+        print(f"grokkit: error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / spec.name
+    if args.dry_run:
+        for run in runs:
+            print(f"{run.name}: grokkit fit {' '.join(spec.fit_args(run))}")
+        print(f"grokkit sweep: {len(runs)} runs checked; nothing trained (--dry-run)")
+        return 0
+    workers = args.workers or max(1, len(args.gpus))
+    return SweepExecutor(spec, runs, out, workers=workers, gpus=args.gpus).run()
+
+
+def agent_main(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="grokkit agent",
+        description="Start W&B sweep agents (wandb agent --forward-signals), one per listed "
+        "GPU, each seeing only its GPU. Create the sweep first with `wandb sweep FILE`.",
+    )
+    parser.add_argument("sweep_id", help="ENTITY/PROJECT/SWEEP_ID as printed by wandb sweep")
+    parser.add_argument("--gpus", type=_gpu_list, required=True, help="e.g. 0,1,2,3")
+    parser.add_argument("--per-gpu", type=_positive, default=1, help="agents per GPU (default 1)")
+    parser.add_argument("--count", type=_positive, default=None,
+                        help="runs per agent before it exits (default: until the sweep is done)")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        require("/" not in args.sweep_id.strip("/") or args.sweep_id.count("/") == 2,
+                f"sweep id {args.sweep_id!r}: expected SWEEP_ID or ENTITY/PROJECT/SWEEP_ID")  # fmt: skip
+    except ConfigError as error:
+        print(f"grokkit: error: {error}", file=sys.stderr)
+        return 2
+
+    from grokkit.sweep.agents import run_agents
+
+    return run_agents(args.sweep_id, args.gpus, per_gpu=args.per_gpu, count=args.count)
