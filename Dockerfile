@@ -73,11 +73,12 @@ RUN pip install --no-cache-dir --no-deps . \
     && grokkit --help > /dev/null \
     && chown -R 10001:10001 /home/grokkit
 
-# Runs start in /work: configs/ from the repository, runs/ for run directories (mount a volume
-# there to keep them). Sweep files are not needed here: `wandb sweep` runs wherever you create
-# the sweep, and the agent only needs the command and configs the sweep names.
+# Runs start in /work: configs/ and sweeps/ from the repository, runs/ for run directories
+# (mount a volume there to keep them). A W&B agent only needs the configs its sweep names;
+# sweeps/ serves `grokkit sweep` (no server) inside the image.
 WORKDIR /work
 COPY configs/ configs/
+COPY sweeps/ sweeps/
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/grokkit-entrypoint
 
 USER 10001:10001

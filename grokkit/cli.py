@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return (sweep_main if command == "sweep" else agent_main)(rest)
     if command not in GrokkitCLI.subcommands():
         print(
-            f"grokkit: error: unknown command {command!r} (expected fit, validate, test, sweep, agent or report)",
+            f"grokkit: error: unknown command {command!r} "
+            "(expected fit, validate, test, sweep, agent or report)",
             file=sys.stderr,
         )
         return EXIT_CODES["bad_input"]

@@ -1,36 +1,47 @@
-"""``grokkit report PATH``: redraw curves.png and print summaries of run directories."""
+"""``grokkit report PATH``: figures and tables for one run directory or a whole sweep."""
 
 import json
 import sys
 from pathlib import Path
 
 from grokkit.report.curves import plot_run
+from grokkit.report.sweep import report_sweep
 
 COLUMNS = ["status", "steps", "memorization_step", "grokking_step", "train/acc", "test/acc"]
+USAGE = """usage: grokkit report PATH
+  PATH a run directory: redraw its curves.png and print its summary.
+  PATH a sweep (grokkit sweep's runs/<name>/) or any folder of run directories: also write
+  report.csv / report.md (parameters × phase times × final metrics × status),
+  grokking_time_vs_alpha.png, law.png (λ·t_grok against ln α, theory slope 1), heatmap.png
+  and law.json (the fitted slope with its standard error)."""
 
 
 def find_runs(path: Path) -> list[Path]:
-    """``path`` itself if it is a run directory, else every run directory below it."""
+    """``path`` itself if it is a run directory, else every run directory below it (set-aside
+    attempts of a sweep's restarted runs excluded)."""
     if (path / "metrics.csv").exists():
         return [path]
-    return sorted(p.parent for p in path.rglob("metrics.csv"))
+    return sorted(p.parent for p in path.rglob("metrics.csv") if ".attempt-" not in p.parent.name)
 
 
 def report_main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: grokkit report PATH   (a run directory, or a folder of run directories)")
+        print(USAGE)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     path = Path(argv[0])
     runs = find_runs(path) if path.is_dir() else []
-    if not runs:
+    if not runs and not (path / "sweep.json").is_file():
         print(f"grokkit: error: no run directory (with metrics.csv) at {path}", file=sys.stderr)
         return 2
-    print("| run | " + " | ".join(COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
     for run in runs:
         plot_run(run)
-        summary_file = run / "summary.json"
+    if runs == [path]:
+        summary_file = path / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
         cells = [str(summary.get(c, "running" if c == "status" else "")) for c in COLUMNS]
-        print(f"| {run} | " + " | ".join(cells) + " |")
+        print("| run | " + " | ".join(COLUMNS) + " |")
+        print("|---" * (len(COLUMNS) + 1) + "|")
+        print(f"| {path} | " + " | ".join(cells) + " |")
+    else:
+        print(report_sweep(path, runs))
     return 0

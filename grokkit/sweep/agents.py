@@ -17,8 +17,13 @@ from grokkit.sweep.executor import worker_env
 
 
 def agent_commands(sweep_id: str, count: int | None, wandb: str) -> list[str]:
-    return [wandb, "agent", "--forward-signals", *(["--count", str(count)] if count else []),
-            sweep_id]  # fmt: skip
+    return [
+        wandb,
+        "agent",
+        "--forward-signals",
+        *(["--count", str(count)] if count else []),
+        sweep_id,
+    ]
 
 
 def run_agents(sweep_id: str, gpus: list[str], per_gpu: int = 1, count: int | None = None) -> int:
@@ -32,10 +37,15 @@ def run_agents(sweep_id: str, gpus: list[str], per_gpu: int = 1, count: int | No
     processes = []
     for worker in range(n):
         env = worker_env(worker, n, gpus, dict(os.environ))
-        print(f"grokkit agent {worker}: GPU {env['CUDA_VISIBLE_DEVICES']}: wandb agent {sweep_id}",
-              flush=True)  # fmt: skip
-        processes.append(subprocess.Popen(agent_commands(sweep_id, count, wandb), env=env,
-                                          start_new_session=True))  # fmt: skip
+        print(
+            f"grokkit agent {worker}: GPU {env['CUDA_VISIBLE_DEVICES']}: wandb agent {sweep_id}",
+            flush=True,
+        )
+        processes.append(
+            subprocess.Popen(
+                agent_commands(sweep_id, count, wandb), env=env, start_new_session=True
+            )
+        )
 
     def forward(signum: int, frame: Any) -> None:
         print(f"\ngrokkit agent: {signal.Signals(signum).name}: stopping the agents", flush=True)

@@ -36,16 +36,28 @@ def sweep_main(argv: list[str]) -> int:
         "command resumes: completed runs are skipped, interrupted ones resume.",
     )
     parser.add_argument("sweep_file", help="a W&B sweep file, e.g. sweeps/e1_alpha_wd_grid.yaml")
-    parser.add_argument("--workers", type=_positive, default=None,
-                        help="runs at a time (default: one per GPU given, else 1)")  # fmt: skip
-    parser.add_argument("--gpus", type=_gpu_list, default=[],
-                        help="GPU indices the workers are dealt over, e.g. 0,1,2,3")  # fmt: skip
-    parser.add_argument("--count", type=_positive, default=None,
-                        help="number of runs (random method; caps a grid)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="runs at a time (default: one per GPU given, else 1)",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=_gpu_list,
+        default=[],
+        help="GPU indices the workers are dealt over, e.g. 0,1,2,3",
+    )
+    parser.add_argument(
+        "--count", type=_positive, default=None, help="number of runs (random method; caps a grid)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random method's sampling seed")
     parser.add_argument("--out", default=None, help="sweep directory (default runs/<name>)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check every run and print the commands, train nothing")  # fmt: skip
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every run and print the commands, train nothing",
+    )
     args = parser.parse_args(argv)
 
     from grokkit.cli import check_fit_args
@@ -82,12 +94,18 @@ def agent_main(argv: list[str]) -> int:
     parser.add_argument("sweep_id", help="ENTITY/PROJECT/SWEEP_ID as printed by wandb sweep")
     parser.add_argument("--gpus", type=_gpu_list, required=True, help="e.g. 0,1,2,3")
     parser.add_argument("--per-gpu", type=_positive, default=1, help="agents per GPU (default 1)")
-    parser.add_argument("--count", type=_positive, default=None,
-                        help="runs per agent before it exits (default: until the sweep is done)")  # fmt: skip
+    parser.add_argument(
+        "--count",
+        type=_positive,
+        default=None,
+        help="runs per agent before it exits (default: until the sweep is done)",
+    )
     args = parser.parse_args(argv)
     try:
-        require("/" not in args.sweep_id.strip("/") or args.sweep_id.count("/") == 2,
-                f"sweep id {args.sweep_id!r}: expected SWEEP_ID or ENTITY/PROJECT/SWEEP_ID")  # fmt: skip
+        require(
+            "/" not in args.sweep_id.strip("/") or args.sweep_id.count("/") == 2,
+            f"sweep id {args.sweep_id!r}: expected SWEEP_ID or ENTITY/PROJECT/SWEEP_ID",
+        )
     except ConfigError as error:
         print(f"grokkit: error: {error}", file=sys.stderr)
         return 2

@@ -139,7 +139,6 @@ class SweepExecutor:
         record.status, record.attempts = "running", record.attempts + 1
         env = worker_env(worker, self.workers, self.gpus, dict(os.environ))
         record.gpu = env.get("CUDA_VISIBLE_DEVICES") if self.gpus else None
-        env["WANDB_RUN_GROUP"] = self.spec.name
         (self.out / "logs").mkdir(exist_ok=True)
         log = open(self.out / "logs" / f"{run.name}.log", "a")  # noqa: SIM115 (closed in _finish)
         log.write(f"$ {' '.join(record.command)}\n")
@@ -176,7 +175,9 @@ class SweepExecutor:
             flush=True,
         )
         self._save()
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)
+        }
         active: list[_Active] = []
         started_at, durations = time.monotonic(), []
         try:
@@ -201,8 +202,9 @@ class SweepExecutor:
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping += 1
         what = "stopping the running runs (they checkpoint)" if self.stopping == 1 else "killing"
-        print(f"\ngrokkit sweep: {signal.Signals(signum).name}: {what}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        print(
+            f"\ngrokkit sweep: {signal.Signals(signum).name}: {what}", file=sys.stderr, flush=True
+        )
 
     def _forward_stop(self, active: list[_Active]) -> None:
         """First request: one SIGTERM per run (it stops after its step, writes checkpoint and
@@ -230,8 +232,11 @@ class SweepExecutor:
         for record in self.records.values():
             counts[record.status] = counts.get(record.status, 0) + 1
         tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        print(f"grokkit sweep {self.spec.name}: {tally}; table and figures: grokkit report "
-              f"{self.out}", flush=True)  # fmt: skip
+        print(
+            f"grokkit sweep {self.spec.name}: {tally}; table and figures: grokkit report "
+            f"{self.out}",
+            flush=True,
+        )
         if self.stopping or counts.get("interrupted") or counts.get("pending"):
             print("grokkit sweep: rerun the same command to resume", flush=True)
             return 130

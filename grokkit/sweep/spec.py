@@ -19,16 +19,44 @@ from grokkit.errors import ConfigError, require
 
 # Top-level keys W&B accepts in a sweep file.
 SWEEP_KEYS = {
-    "program", "method", "parameters", "metric", "command", "name", "description", "project",
-    "entity", "early_terminate", "run_cap", "controller", "job", "image_uri",
-}  # fmt: skip
-PARAMETER_KEYS = {"value", "values", "distribution", "min", "max", "mu", "sigma", "q",
-                  "probabilities"}  # fmt: skip
+    "program",
+    "method",
+    "parameters",
+    "metric",
+    "command",
+    "name",
+    "description",
+    "project",
+    "entity",
+    "early_terminate",
+    "run_cap",
+    "controller",
+    "job",
+    "image_uri",
+}
+PARAMETER_KEYS = {
+    "value",
+    "values",
+    "distribution",
+    "min",
+    "max",
+    "mu",
+    "sigma",
+    "q",
+    "probabilities",
+}
 METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = (
-    "constant", "categorical", "int_uniform", "uniform", "log_uniform", "log_uniform_values",
-    "q_uniform", "q_log_uniform_values", "normal",
-)  # fmt: skip
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_uniform",
+    "q_log_uniform_values",
+    "normal",
+)
 AGENT_MACROS = {"${env}", "${interpreter}", "${program}", "${args}"}
 
 
@@ -114,13 +142,19 @@ def load_sweep(path: str | Path) -> SweepSpec:
         _check_parameter(path, str(name), spec, method)
     command = raw.get("command")
     if not (isinstance(command, list) and all(isinstance(c, str) for c in command)):
-        _fail(path, "command: expected a block list of strings, e.g. [grokkit, fit, --config, "
-                    "FILE.yaml, ${args}] written one item per line")  # fmt: skip
+        _fail(
+            path,
+            "command: expected a block list of strings, e.g. [grokkit, fit, --config, "
+            "FILE.yaml, ${args}] written one item per line",
+        )
     if "${args}" not in command:
         _fail(path, "command: must contain ${args} (where the agent puts --key=value flags)")
     if "fit" not in command or not any(Path(c).name == "grokkit" for c in command):
-        _fail(path, f"command: expected a `grokkit fit --config FILE ${{args}}` command, got "
-                    f"{' '.join(command)}")  # fmt: skip
+        _fail(
+            path,
+            f"command: expected a `grokkit fit --config FILE ${{args}}` command, got "
+            f"{' '.join(command)}",
+        )
     for chunk in command:
         if chunk.startswith("${") and chunk not in AGENT_MACROS:
             _fail(path, f"command: unknown macro {chunk} (expected one of {sorted(AGENT_MACROS)})")
@@ -131,8 +165,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
         _fail(path, f"run_cap: expected a positive integer, got {run_cap!r}")
     metric = raw.get("metric") or {}
     if not isinstance(metric, dict) or (metric and not isinstance(metric.get("name"), str)):
-        _fail(path, "metric: expected a mapping with a name, e.g. {name: grokking_time, goal: "
-                    "minimize}")  # fmt: skip
+        _fail(
+            path,
+            "metric: expected a mapping with a name, e.g. {name: grokking_time, goal: minimize}",
+        )
     if metric.get("goal", "minimize") not in ("minimize", "maximize"):
         _fail(path, f"metric.goal: expected minimize or maximize, got {metric['goal']!r}")
     name = raw.get("name") or path.stem
@@ -157,8 +193,11 @@ def _check_parameter(path: Path, name: str, spec: Any, method: str) -> None:
     if not isinstance(spec, dict):
         _fail(path, f"{where}: expected a mapping such as {{values: [1, 10]}}, got {spec!r}")
     if "parameters" in spec:
-        _fail(path, f"{where}: nested parameters are not supported; use flat dotted names "
-                    f"such as model.alpha")  # fmt: skip
+        _fail(
+            path,
+            f"{where}: nested parameters are not supported; use flat dotted names "
+            f"such as model.alpha",
+        )
     for key in spec:
         if key not in PARAMETER_KEYS:
             _fail(path, f"{where}: unknown key {key!r}{_did_you_mean(str(key), PARAMETER_KEYS)}")
@@ -170,11 +209,16 @@ def _check_parameter(path: Path, name: str, spec: Any, method: str) -> None:
     if distribution is None:
         _fail(path, f"{where}: give value, values, or a distribution with min and max")
     if distribution not in DISTRIBUTIONS:
-        _fail(path, f"{where}.distribution: {distribution!r} is not supported here (expected "
-                    f"one of {list(DISTRIBUTIONS)})")  # fmt: skip
+        _fail(
+            path,
+            f"{where}.distribution: {distribution!r} is not supported here (expected "
+            f"one of {list(DISTRIBUTIONS)})",
+        )
     if method == "grid" and distribution not in ("constant", "categorical"):
-        _fail(path, f"{where}: the grid method needs value or values, not a {distribution} "
-                    f"distribution")  # fmt: skip
+        _fail(
+            path,
+            f"{where}: the grid method needs value or values, not a {distribution} distribution",
+        )
     needs = {"normal": ("mu", "sigma")}.get(distribution, ("min", "max"))
     if distribution not in ("constant", "categorical"):
         for key in needs:

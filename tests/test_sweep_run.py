@@ -1,0 +1,277 @@
+"""The serverless executor (`grokkit sweep`), the agent launcher (`grokkit agent`) and the sweep
+report, on small real sweeps: each run is a real `grokkit fit` process."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SMALL_E1
+
+from grokkit.report.sweep import collect, fit_law
+from grokkit.sweep import expand, load_sweep
+from grokkit.sweep.executor import SweepExecutor, worker_env
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+def sweep_file(
+    directory: Path, alphas: str, max_steps: str, name: str = "small", decays: str = "[0.05, 0.1]"
+) -> Path:
+    """A grid over α × λ × max_steps of the small E1 (it groks within ~1500 steps)."""
+    command = "".join(f"  - {arg}\n" for arg in ["grokkit", "fit", *SMALL_E1, "${args}"])
+    path = directory / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nmethod: grid\nmetric: {{name: grokking_time, goal: minimize}}\n"
+        f"parameters:\n  model.alpha: {{values: {alphas}}}\n"
+        f"  model.weight_decay: {{values: {decays}}}\n"
+        f"  trainer.max_steps: {{values: {max_steps}}}\ncommand:\n{command}"
+    )
+    return path
+
+
+def grokkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "grokkit", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def manifest(out: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """Four runs (α ∈ {16, 256} × λ ∈ {0.05, 0.1}) with two workers dealt over two fake GPUs."""
+    root = tmp_path_factory.mktemp("sweep")
+    path = sweep_file(root, "[16, 256]", "[1500]")
+    result = grokkit("sweep", str(path), "--workers", "2", "--gpus", "3,5", cwd=root)
+    return root / "runs" / "small", result
+
+
+def test_sweep_runs_every_grid_point_in_its_own_directory(finished_sweep):
+    out, result = finished_sweep
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = manifest(out)
+    assert len(records) == 4
+    assert {r["status"] for r in records.values()} == {"completed"}
+    assert {r["gpu"] for r in records.values()} == {"3", "5"}
+    for name, record in records.items():
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["grokking_step"] is not None
+        assert f"--run_dir=runs/small/{name}" in record["command"]
+        assert (out / "logs" / f"{name}.log").exists()
+    assert "[4/4]" in result.stdout and "left" in result.stdout
+    config = yaml.safe_load(
+        (out / "001-alpha=16_weight_decay=0.1_max_steps=1500" / "config.yaml").read_text()
+    )
+    assert (config["model"]["alpha"], config["model"]["weight_decay"]) == (16, 0.1)
+
+
+def test_rerun_of_a_finished_sweep_runs_nothing(finished_sweep):
+    out, _ = finished_sweep
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    result = grokkit("sweep", str(out.parent.parent / "small.yaml"), cwd=out.parent.parent)
+    assert result.returncode == 0
+    assert "4 already done, 0 to run" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == before
+
+
+def test_report_on_a_real_sweep_writes_table_figures_and_the_law(finished_sweep):
+    out, _ = finished_sweep
+    result = grokkit("report", str(out), cwd=out)
+    assert result.returncode == 0, result.stderr
+    for name in ("report.csv", "report.md", "grokking_time_vs_alpha.png", "law.png", "heatmap.png"):
+        assert (out / name).stat().st_size > 0
+    header, *lines = (out / "report.csv").read_text().splitlines()
+    assert len(lines) == 4
+    for column in ("model.alpha", "model.weight_decay", "status", "grokking_time", "test/acc"):
+        assert column in header.split(",")
+    law = json.loads((out / "law.json").read_text())
+    assert law["n"] == 4 and law["slope_se"] > 0
+    assert f"λ·t_grok = {law['slope']:.3f}" in result.stdout
+    # the law's points are the runs' own numbers: λ·t_grok grows with α at each λ
+    rows, swept = collect(out, sorted(p for p in out.iterdir() if (p / "summary.json").exists()))
+    assert swept == ["model.alpha", "model.weight_decay", "trainer.max_steps"]
+    for wd in (0.05, 0.1):
+        times = {r["alpha"]: r["grokking_time"] for r in rows if r["weight_decay"] == wd}
+        assert times[256] > times[16]
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
+    # max_steps = 0 passes the parser (an int) and fails in `grokkit fit` itself.
+    path = sweep_file(tmp_path, "[16]", "[0, 300]", name="failing", decays="[0.05]")
+    result = grokkit("sweep", str(path), "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    records = manifest(tmp_path / "runs" / "failing")
+    failed = [r for r in records.values() if r["params"]["trainer.max_steps"] == 0]
+    done = [r for r in records.values() if r["params"]["trainer.max_steps"] == 300]
+    assert {r["status"] for r in failed} == {"failed"} and {r["exit_code"] for r in failed} == {2}
+    assert {r["status"] for r in done} == {"completed"}
+    log = (tmp_path / "runs" / "failing" / "logs" / f"{failed[0]['name']}.log").read_text()
+    assert "trainer.max_steps must be a positive number" in log
+    assert "1 completed, 1 failed" in result.stdout
+
+
+def test_interrupted_sweep_resumes_only_the_rest(tmp_path):
+    """Ctrl-C while the second run trains: it checkpoints and the sweep exits 130; the rerun
+    skips the first run, resumes the second from its checkpoint and runs the third."""
+    path = sweep_file(tmp_path, "[16]", "[300, 4000, 400]", name="resume", decays="[0.05]")
+    out = tmp_path / "runs" / "resume"
+    first, second_run = [r.name for r in expand(load_sweep(path))][:2]
+    assert second_run.endswith("max_steps=4000")
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "grokkit", "sweep", str(path)],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    second = out / second_run / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (second.exists() and len(second.read_text().splitlines()) > 20):
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.stdout.read()
+        time.sleep(0.1)
+    sweep.send_signal(signal.SIGINT)
+    output, _ = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, output
+    records = manifest(out)
+    assert [r["status"] for r in records.values()] == ["completed", "interrupted", "pending"]
+    interrupted = json.loads((second.parent / "summary.json").read_text())
+    assert interrupted["status"] == "interrupted" and interrupted["steps"] < 4000
+    first_summary = (out / first / "summary.json").stat().st_mtime_ns
+
+    result = grokkit("sweep", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 already done, 2 to run" in result.stdout
+    records = manifest(out)
+    assert {r["status"] for r in records.values()} == {"completed"}
+    resumed = records[second_run]
+    assert resumed["attempts"] == 2
+    assert any(arg.startswith("--ckpt_path=") for arg in resumed["command"])
+    assert json.loads((second.parent / "summary.json").read_text())["steps"] == 4000
+    assert (out / first / "summary.json").stat().st_mtime_ns == first_summary
+    assert records[first]["attempts"] == 1
+
+
+def test_restarted_run_keeps_the_old_attempt(tmp_path):
+    """A run that failed without a usable checkpoint restarts from scratch; its old directory
+    is set aside, not deleted."""
+    spec = load_sweep(sweep_file(tmp_path, "[16]", "[300]"))
+    runs = expand(spec)
+    out = tmp_path / "runs" / "small"
+    old = out / runs[0].name
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "metrics.csv").write_text("step\n1\n")
+    (old / "summary.json").write_text('{"status": "failed"}')
+    executor = SweepExecutor(spec, runs, out)
+    executor._load_previous()
+    command = executor._command(runs[0])
+    assert not any(a.startswith("--ckpt_path") for a in command)
+    assert (out / f"{runs[0].name}.attempt-1" / "metrics.csv").read_text() == "step\n1\n"
+    assert not old.exists()
+
+
+def test_workers_are_dealt_over_the_gpus_with_a_share_of_the_cores():
+    gpus = ["0", "2", "7"]
+    envs = [worker_env(w, 4, gpus, {"PATH": "/bin"}) for w in range(4)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "2", "7", "0"]
+    assert all(e["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 4)) for e in envs)
+    assert worker_env(0, 2, [], {"OMP_NUM_THREADS": "3"}) == {
+        "OMP_NUM_THREADS": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def test_law_fit_recovers_a_known_slope():
+    rows = [
+        {"alpha": a, "weight_decay": wd, "grokking_time": (0.8 * math.log(a) - 1) / wd}
+        for a in (16, 64, 256, 1024)
+        for wd in (0.01, 0.02)
+    ]
+    rows.append({"alpha": 1, "weight_decay": 0.01, "grokking_time": 5.0})  # ln 1 = 0: left out
+    rows.append({"alpha": 64, "weight_decay": 0.01, "grokking_time": None})  # never grokked
+    law = fit_law(rows)
+    assert law is not None and law.n == 8
+    assert law.slope == pytest.approx(0.8) and law.intercept == pytest.approx(-1)
+    assert law.slope_se < 1e-9
+    assert fit_law(rows[:2]) is None
+
+
+FAKE_WANDB = """#!/bin/sh
+echo "$CUDA_VISIBLE_DEVICES $*" >> "$AGENT_LOG"
+if [ -n "$FAKE_WAIT" ]; then
+  trap 'echo "TERM $CUDA_VISIBLE_DEVICES" >> "$AGENT_LOG"; exit 130' TERM
+  while true; do sleep 0.1; done
+fi
+"""
+
+
+@pytest.fixture
+def fake_wandb(tmp_path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "wandb").write_text(FAKE_WANDB)
+    (bin_dir / "wandb").chmod(0o755)
+    return {
+        **ENV,
+        "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}",
+        "AGENT_LOG": str(tmp_path / "agents.log"),
+    }
+
+
+def test_agent_starts_one_forwarding_wandb_agent_per_gpu(tmp_path, fake_wandb):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grokkit",
+            "agent",
+            "ent/proj/abc123",
+            "--gpus",
+            "0,1,3",
+            "--count",
+            "5",
+        ],
+        env=fake_wandb,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = sorted((tmp_path / "agents.log").read_text().splitlines())
+    assert lines == [f"{g} agent --forward-signals --count 5 ent/proj/abc123" for g in "013"]
+
+
+def test_agent_passes_sigterm_to_every_agent_once(tmp_path, fake_wandb):
+    env = {**fake_wandb, "FAKE_WAIT": "1"}
+    agents = subprocess.Popen(
+        [sys.executable, "-m", "grokkit", "agent", "abc123", "--gpus", "0,1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "agents.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and len(log.read_text().splitlines()) == 2):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    agents.send_signal(signal.SIGTERM)
+    agents.communicate(timeout=30)
+    assert agents.returncode == 130
+    assert sorted(line for line in log.read_text().splitlines() if line.startswith("TERM")) == [
+        "TERM 0",
+        "TERM 1",
+    ]
