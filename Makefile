@@ -28,6 +28,7 @@ test-slow: install
 
 bench: install
 	WANDB_MODE=disabled $(BIN)/python benchmarks/overhead.py
+	WANDB_MODE=disabled $(BIN)/python benchmarks/callbacks_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

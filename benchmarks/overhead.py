@@ -66,15 +66,18 @@ def plain_loop(data: SparseLinearData, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def grokkit_loop(data: SparseLinearData, steps: int, run_dir: Path) -> float:
-    """GrokTask under a Trainer configured as `grokkit fit` configures it; returns seconds."""
+def grokkit_loop(
+    data: SparseLinearData, steps: int, run_dir: Path, extra_callbacks: tuple = ()
+) -> float:
+    """GrokTask under a Trainer configured as `grokkit fit` configures it (plus
+    ``extra_callbacks``); returns seconds."""
     task = GrokTask(
         DiagonalNet(QUICKSTART["d"]), alpha=ALPHA, lr=LR, weight_decay=WD, eval_points=EVAL_POINTS
     )
     trainer = pl.Trainer(
         **{**TRAINER_DEFAULTS, "logger": [MetricsCSVLogger(run_dir)]},
         max_steps=steps,
-        callbacks=[PhaseDetector(), ConsoleProgress()],
+        callbacks=[PhaseDetector(), ConsoleProgress(), *extra_callbacks],
     )
     start = time.perf_counter()
     trainer.fit(task, datamodule=data)

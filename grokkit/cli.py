@@ -13,7 +13,7 @@ from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from grokkit.callbacks import ConsoleProgress, PhaseDetector
+from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require
 from grokkit.report import plot_run
@@ -171,6 +171,9 @@ class GrokkitCLI(LightningCLI):
             "predicted_transition_time": model.predicted_transition_time,
             **(model.last_row or {}),
         }
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ImplicitBiasProbe) and callback.references:
+                summary["references"] = callback.references
         write_json_atomic(run_dir / "summary.json", summary)
         if (run_dir / "metrics.csv").exists():
             plot_run(run_dir)
@@ -178,6 +181,8 @@ class GrokkitCLI(LightningCLI):
             # W&B has no null: a phase not reached is simply absent from its summary.
             flat = {k: v for k, v in summary.items() if v is not None and not isinstance(v, dict)}
             flat.update({f"thresholds/{k}": v for k, v in summary["thresholds"].items()})
+            for name, metrics in summary.get("references", {}).items():
+                flat.update({f"references/{name}/{k}": v for k, v in metrics.items()})
             wandb_logger.experiment.summary.update(flat)
             wandb_logger.experiment.finish(exit_code=EXIT_CODES[status])
         print(f"grokkit: {status} after {summary['steps']} steps; results in {run_dir}", flush=True)

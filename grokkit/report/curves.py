@@ -3,6 +3,7 @@
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,6 +19,58 @@ MARKERS = {  # phase -> (label, colour)
     "grokking": ("grokking", "tab:red"),
     "misgrokking": ("misgrokking", "tab:purple"),
 }
+
+
+# Callback columns drawn in the second row, one panel per prefix.
+EXTRA_PANELS = {
+    "margin/": "normalized margin",
+    "ntk/": "NTK alignment",
+    "probe/": "implicit-bias probes",
+}
+REFERENCE_COLOURS = ["tab:green", "tab:brown", "tab:pink", "tab:olive"]
+# Reference margins drawn on the margin panel (from summary.json's references).
+# (For the depth-2 diagonal net ‖w‖_1 ≤ ‖θ‖², so the max-L1 margin bounds the normalized margin;
+# the max-L2 margin is in another normalization and is not drawn.)
+MARGIN_REFERENCES = {"max_l1_margin": "max-L1 margin (late-phase limit)"}
+
+
+def _plot_group(
+    ax: Any,
+    group: str,
+    cols: dict[str, np.ndarray],
+    keep: np.ndarray,
+    x: np.ndarray,
+    references: dict[str, dict[str, float]],
+) -> None:
+    """One callback panel: its columns (cells left empty between cadence points skipped)."""
+    for column in [c for c in cols if c.startswith(group) and c != "margin/min"]:
+        values = cols[column][keep]
+        finite = np.isfinite(values)
+        if column == "ntk/velocity":  # a rate, on its own log axis
+            twin = ax.twinx()
+            twin.plot(x[finite], values[finite], color="tab:gray", lw=1, label=column)
+            twin.set_yscale("log")
+            twin.set_ylabel("kernel velocity (per unit time)")
+            twin.legend(fontsize=8, loc="lower left")
+            continue
+        ax.plot(x[finite], values[finite], marker=".", ms=3, lw=1, label=column)
+    if group == "margin/":
+        for i, (name, label) in enumerate(MARGIN_REFERENCES.items()):
+            if "margin" in references.get(name, {}):
+                ax.axhline(
+                    references[name]["margin"],
+                    color=REFERENCE_COLOURS[i],
+                    ls="-.",
+                    lw=1,
+                    label=label,
+                )
+        ax.set_ylabel("min_i q_i / ‖θ‖^L")
+    elif group == "probe/" and any(c.startswith("probe/dist") for c in cols):
+        ax.set_yscale("log")
+        ax.set_ylabel("‖W − W_ref‖_F / ‖W_ref‖_F")
+    else:
+        ax.set_ylabel(EXTRA_PANELS[group])
+    ax.set_title(EXTRA_PANELS[group], fontsize=9)
 
 
 def _uses_time_axis(run_dir: Path) -> bool:
@@ -53,7 +106,11 @@ def plot_run(run_dir: Path) -> Path:
         x = cols["step"][keep]
     panels = [("acc", "accuracy")] if "train/acc" in cols else []
     panels.append(("loss", "loss"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    extra = [group for group in EXTRA_PANELS if any(c.startswith(group) for c in cols)]
+    n_cols = max(len(panels), len(extra))
+    fig, axes = plt.subplots(
+        1 + bool(extra), n_cols, figsize=(6.5 * n_cols, 4.2 * (1 + bool(extra))), squeeze=False
+    )
     predicted = summary.get("predicted_transition_time")
     if predicted is None:
         predicted_x = None
@@ -61,14 +118,9 @@ def plot_run(run_dir: Path) -> Path:
         predicted_x = 1 + predicted
     else:
         predicted_x = step_at_time(cols["step"], cols["time"], predicted)
-    for ax, (metric, label) in zip(axes[0], panels, strict=True):
-        for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
-            ax.plot(x, cols[f"{split}/{metric}"][keep], color=colour, label=f"{split} {label}")
-        ax.set_xscale("log")
-        if metric == "loss":
-            ax.set_yscale("log")
-        ax.set_xlabel("1 + t (gradient-flow time)" if time_axis else "step")
-        ax.set_ylabel(label)
+    references = summary.get("references") or {}
+
+    def mark_phases(ax: Any) -> None:
         for phase, (name, colour) in MARKERS.items():
             at = summary.get(f"{phase}_time" if time_axis else f"{phase}_step")
             if at is not None:
@@ -77,12 +129,41 @@ def plot_run(run_dir: Path) -> Path:
                 )
         if predicted_x:
             ax.axvline(predicted_x, color="k", ls=":", lw=1, label="ln(α)/λ")
+
+    for ax, (metric, label) in zip(axes[0], panels, strict=False):
+        for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
+            ax.plot(x, cols[f"{split}/{metric}"][keep], color=colour, label=f"{split} {label}")
+        for i, (name, values) in enumerate(references.items()):
+            if f"test/{metric}" in values:  # a reference predictor's test metric
+                ax.axhline(
+                    values[f"test/{metric}"],
+                    color=REFERENCE_COLOURS[i % 4],
+                    ls="-.",
+                    lw=1,
+                    label=f"{name} (test)",
+                )
+        ax.set_xscale("log")
+        if metric == "loss":
+            ax.set_yscale("log")
+        ax.set_xlabel("1 + t (gradient-flow time)" if time_axis else "step")
+        ax.set_ylabel(label)
+        mark_phases(ax)
         twin = ax.twinx()
         twin.plot(x, cols["param_norm"][keep], color="tab:gray", lw=1, label="‖θ‖")
         twin.set_ylabel("parameter norm ‖θ‖")
         lines = ax.get_legend_handles_labels()
         twin_lines = twin.get_legend_handles_labels()
         ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=8, loc="best")
+    for ax, group in zip(axes[1] if extra else [], extra, strict=False):
+        _plot_group(ax, group, cols, keep, x, references)
+        ax.set_xscale("log")
+        ax.set_xlabel("1 + t (gradient-flow time)" if time_axis else "step")
+        mark_phases(ax)
+        ax.legend(fontsize=8, loc="best")
+    for row in axes:
+        for ax in row:
+            if not ax.has_data():
+                ax.set_visible(False)
     title = f"{run_dir.name}: {summary.get('status', 'running')}"
     if predicted is not None and predicted_x is None and math.isfinite(predicted):
         title += f" (ln(α)/λ = {predicted:.4g} is past the run's t = {cols['time'][-1]:.4g})"

@@ -1,0 +1,237 @@
+"""How close the net is to each of the theory's reference predictors (PAPER.md §1, §3).
+
+Early on a large-init net behaves like its initial NTK's kernel predictor; after ~ln(α)/λ it
+approaches the min-norm / max-margin solution. The references depend on the data (and the
+initial kernel) only, so they are computed once, at the first evaluation, and cached in the run
+directory (``theory/references.npz`` and ``theory/references.json``); a resumed run loads them.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from grokkit.callbacks.base import EvaluationCallback
+from grokkit.data.full_batch import Batch
+from grokkit.errors import require
+from grokkit.models import DiagonalNet, MatrixFactorization
+from grokkit.rundir import write_json_atomic
+
+
+class ImplicitBiasProbe(EvaluationCallback):
+    """Adds probe columns to each evaluation row; the references' own metrics go once into
+    ``summary.json`` (key ``references``), the W&B summary and the console.
+
+    - Diagonal nets (linear classification): the max-L2-margin classifier (the kernel regime's
+      predictor: the initial NTK is isotropic) and the max-L1-margin classifier (the late
+      phase's). Columns ``probe/cos_l2`` and ``probe/cos_l1``: cosine of the effective weight
+      w(θ) = u^L − v^L with each.
+    - Matrix factorization (completion): the zero-fill predictor (observed entries and their
+      mirrors, zero elsewhere: the kernel regime's) and the min-nuclear-norm completion (the
+      late phase's). Columns ``probe/dist_zero_fill`` and ``probe/dist_min_nuclear``:
+      ‖W − W_ref‖_F / ‖W_ref‖_F.
+    - Other nets: the kernel predictor of the NTK at initialization (hard-margin SVM, or the
+      min-norm interpolant for regression) trained on the training set. Column
+      ``probe/agree_kernel``: fraction of test points where the net's and the kernel
+      predictor's predicted labels agree (regression: 1 − relative distance of test outputs).
+      Skipped, with a message, when the kernel would take more than ``kernel_budget``
+      Jacobian entries (train and test points × outputs × parameters) to compute.
+
+    Args:
+        every: compute at every ``every``-th evaluation point (and always at the first).
+        kernel_budget: largest Jacobian (entries, all points) computed for the kernel reference.
+    """
+
+    def __init__(self, every: int = 1, kernel_budget: float = 2e9) -> None:
+        require(every >= 1, f"ImplicitBiasProbe.every must be >= 1, got {every}")
+        require(
+            kernel_budget > 0, f"ImplicitBiasProbe.kernel_budget must be > 0, got {kernel_budget}"
+        )
+        self.every, self.kernel_budget = every, kernel_budget
+        self.evaluations = 0
+        self.references: dict[str, Any] | None = None  # metrics (JSON) of each reference
+        self.arrays: dict[str, np.ndarray] = {}
+
+    # ---- references -----------------------------------------------------------------------
+
+    def _cache_dir(self, trainer: pl.Trainer) -> Path | None:
+        for logger in trainer.loggers:
+            if getattr(logger, "run_dir", None) is not None:
+                return Path(logger.run_dir) / "theory"
+        return None
+
+    def _prepare(self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch) -> None:
+        digest = _data_digest(batch)
+        cache = self._cache_dir(trainer)
+        if cache is not None and (cache / "references.json").exists():
+            meta = json.loads((cache / "references.json").read_text())
+            if meta.get("data_digest") == digest:
+                self.references = meta["references"]
+                with np.load(cache / "references.npz") as arrays:
+                    self.arrays = dict(arrays)
+                return
+        if task.global_step > 0 and not isinstance(task.net, DiagonalNet | MatrixFactorization):
+            # the kernel reference needs the initial parameters, which a resumed run no longer has
+            self.references, self.arrays = {}, {}
+            print(
+                "grokkit: probe: no cached kernel reference to resume from; skipped",
+                file=sys.stderr,
+            )
+            return
+        self.references, self.arrays = compute_references(task, batch, self.kernel_budget)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(cache / "references.npz", **self.arrays)
+            write_json_atomic(
+                cache / "references.json", {"data_digest": digest, "references": self.references}
+            )
+        for name, metrics in self.references.items():
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            print(f"grokkit: reference {name}: {shown}", flush=True)
+
+    # ---- per evaluation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def on_evaluation(
+        self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
+    ) -> None:
+        if self.references is None:
+            self._prepare(trainer, task, batch)
+        self.evaluations += 1
+        if (self.evaluations - 1) % self.every:
+            return
+        net = task.net
+        if isinstance(net, DiagonalNet) and "w_l2" in self.arrays:
+            w = net.effective_weight().detach().double().cpu().numpy()
+            row["probe/cos_l2"] = _cosine(w, self.arrays["w_l2"])
+            row["probe/cos_l1"] = _cosine(w, self.arrays["w_l1"])
+        elif isinstance(net, MatrixFactorization) and "w_zero_fill" in self.arrays:
+            matrix = net.matrix().detach().double().cpu().numpy()
+            for name in ("zero_fill", "min_nuclear"):
+                ref = self.arrays[f"w_{name}"]
+                row[f"probe/dist_{name}"] = float(
+                    np.linalg.norm(matrix - ref) / np.linalg.norm(ref)
+                )
+        elif "kernel_test_outputs" in self.arrays:
+            x_test, _ = batch["test"]
+            ours = net(x_test).detach().double().cpu().numpy()
+            kind = str(self.arrays["kernel_kind"])
+            row["probe/agree_kernel"] = _agreement(ours, self.arrays["kernel_test_outputs"], kind)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"evaluations": self.evaluations}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.evaluations = state_dict["evaluations"]
+
+
+def compute_references(
+    task: pl.LightningModule, batch: Batch, kernel_budget: float
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """The references for ``task``'s net and data: ({name: metrics}, {array name: array})."""
+    from grokkit.theory import (
+        kernel_predictor,
+        max_margin_classifier,
+        min_nuclear_norm_completion,
+        zero_fill_completion,
+    )
+
+    (x_train, y_train), (x_test, y_test) = batch["train"], batch["test"]
+    objective, net = task.objective, task.net
+    references: dict[str, dict[str, float]] = {}
+    arrays: dict[str, np.ndarray] = {}
+
+    def score(name: str, test_outputs: np.ndarray, extra: dict[str, float]) -> None:
+        outputs = torch.as_tensor(test_outputs, dtype=torch.float64, device=y_test.device)
+        y64 = y_test.double() if y_test.is_floating_point() else y_test
+        # classification: the accuracy (a max-margin direction's loss depends on its arbitrary
+        # scale); regression: the test loss
+        if objective.accuracy is not None:
+            metrics = {"test/acc": objective.accuracy(outputs, y_test).item()}
+        else:
+            metrics = {"test/loss": objective.loss(outputs, y64).item()}
+        references[name] = {**metrics, **extra}
+
+    if isinstance(net, DiagonalNet):
+        x, y = _np(x_train), _np(y_train)
+        for norm in (2, 1):
+            clf = max_margin_classifier(x, y, norm=norm)
+            arrays[f"w_l{norm}"] = clf.w
+            score(f"max_l{norm}_margin", _np(x_test) @ clf.w, {"margin": clf.margin})
+    elif isinstance(net, MatrixFactorization):
+        d = net.u.shape[0]
+        rows, cols = _np(x_train[:, 0]).astype(int), _np(x_train[:, 1]).astype(int)
+        values = _np(y_train)
+        test_rows, test_cols = _np(x_test[:, 0]).astype(int), _np(x_test[:, 1]).astype(int)
+        for name, solve in (
+            ("zero_fill", zero_fill_completion),
+            ("min_nuclear", min_nuclear_norm_completion),
+        ):
+            matrix = solve(d, rows, cols, values)
+            arrays[f"w_{name}"] = matrix
+            score(
+                name,
+                matrix[test_rows, test_cols],
+                {"nuclear_norm": float(np.linalg.svd(matrix, compute_uv=False).sum())},
+            )
+    else:
+        n_outputs = net(x_train[:1]).reshape(1, -1).shape[1]
+        n_params = sum(p.numel() for p in net.parameters())
+        size = (len(x_train) + len(x_test)) * n_outputs * n_params
+        if size > kernel_budget:
+            print(
+                f"grokkit: probe: kernel reference skipped: the NTK needs {size:.3g} Jacobian "
+                f"entries (train and test points × outputs × parameters) > "
+                f"kernel_budget={kernel_budget:.3g}",
+                file=sys.stderr,
+            )
+            return references, arrays
+        from grokkit.ntk import empirical_ntk
+
+        kind = _kind(task.hparams.loss, y_train)
+        k_all = empirical_ntk(net, torch.cat([x_train, x_test])).cpu().numpy()
+        n = len(x_train)
+        outputs = kernel_predictor(k_all[:n, :n], _np(y_train), k_all[n:, :n], kind)
+        arrays["kernel_test_outputs"], arrays["kernel_kind"] = outputs, np.array(kind)
+        score("initial_ntk_kernel", outputs, {})
+    return references, arrays
+
+
+def _kind(loss: str, y: torch.Tensor) -> str:
+    if loss == "logistic":
+        return "binary"
+    if loss == "mse" and y.is_floating_point():
+        return "regression"
+    return "multiclass"
+
+
+def _agreement(ours: np.ndarray, ref: np.ndarray, kind: str) -> float:
+    """Fraction of test points with the same predicted label; regression: 1 − the relative
+    distance of the test outputs."""
+    if kind == "multiclass":
+        return float(np.mean(ours.argmax(1) == ref.argmax(1)))
+    if kind == "binary":
+        return float(np.mean(np.sign(ours) == np.sign(ref)))
+    return float(1 - np.linalg.norm(ours - ref) / np.linalg.norm(ref))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-300))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def _data_digest(batch: Batch) -> str:
+    """Identifies the data set, so a cache from other data is never used."""
+    h = hashlib.sha256()
+    for split in ("train", "test"):
+        for t in batch[split]:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

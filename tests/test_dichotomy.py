@@ -1,0 +1,113 @@
+"""Normalized margin and implicit-bias probes: invariances, refusals, the references they are
+compared with, checkpoint/resume, and the dichotomy itself on a small E1 run."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, SMALL_E1
+
+from grokkit.callbacks.margin import margins
+from grokkit.cli import main
+from grokkit.models import DiagonalNet
+from grokkit.rundir import read_metrics
+
+# The quickstart config (under SMALL_E1) already has the margin, NTK and probe callbacks.
+SMALL_E1_GROKS = [*SMALL_E1, "--model.weight_decay=0.05"]
+
+
+def load(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def test_margins_binary_and_multiclass():
+    assert margins(torch.tensor([2.0, -1.0]), torch.tensor([1.0, -1.0])).tolist() == [2.0, 1.0]
+    logits = torch.tensor([[3.0, 1.0, 2.5], [0.0, 4.0, 5.0]])
+    assert margins(logits, torch.tensor([0, 1])).tolist() == [0.5, -1.0]
+
+
+def test_normalized_margin_is_invariant_under_scaling():
+    torch.manual_seed(0)
+    net = DiagonalNet(d=50)
+    x, y = torch.randn(30, 50), torch.randn(30).sign()
+    for c in (0.1, 3.0, 40.0):
+        values = []
+        for scale in (1.0, c):
+            with torch.no_grad():
+                params = [p * scale for p in net.parameters()]
+                w = params[0] ** 2 - params[1] ** 2
+                norm = torch.linalg.vector_norm(torch.cat([p.flatten() for p in params]))
+            values.append(margins(x @ w, y).min().item() / norm.item() ** net.degree)
+        assert values[1] == pytest.approx(values[0], rel=1e-6)
+
+
+def test_margin_refuses_a_net_without_homogeneity_degree(capsys):
+    config = str(REPO / "configs" / "related" / "omnigrok_digits.yaml")
+    argv = ["fit", "--config", config, "--trainer.max_steps=2",
+            "--trainer.callbacks+=grokkit.callbacks.NormalizedMargin"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "NormalizedMargin needs a homogeneous net, but MLP declares no homogeneity degree" in err
+
+
+def test_small_e1_shows_the_dichotomy():
+    """Plateau: the net points along the max-L2-margin classifier and has its test accuracy;
+    after grokking: along the max-L1-margin one, with the normalized margin near its maximum."""
+    assert main(["fit", *SMALL_E1_GROKS, "--trainer.max_steps=1500", "--run_dir=runs/e1"]) == 0
+    summary = load("runs/e1/summary.json")
+    refs = summary["references"]
+    assert set(refs) == {"max_l2_margin", "max_l1_margin"}
+    assert refs["max_l1_margin"]["test/acc"] == 1.0 and refs["max_l2_margin"]["test/acc"] < 0.7
+    cols = read_metrics("runs/e1/metrics.csv")
+    grok = summary["grokking_step"]
+    plateau = [i for i, s in enumerate(cols["step"]) if 10 <= s < grok / 2]
+    assert plateau
+    for i in plateau:
+        assert cols["probe/cos_l2"][i] > 0.99 and cols["probe/cos_l1"][i] < 0.3
+        assert abs(cols["test/acc"][i] - refs["max_l2_margin"]["test/acc"]) < 0.03
+    assert cols["probe/cos_l1"][-1] > 0.99 and cols["probe/cos_l2"][-1] < 0.3
+    assert 0.8 * refs["max_l1_margin"]["margin"] < cols["margin/normalized"][-1]
+    assert cols["margin/normalized"][-1] <= refs["max_l1_margin"]["margin"] * (1 + 1e-6)
+    assert cols["margin/normalized"][0] == 0.0  # f(θ̄) = 0 at the diagonal net's init
+    assert set(load("runs/e1/theory/references.json")["references"]) == set(refs)
+
+
+def test_probe_and_margin_survive_resume(capsys):
+    assert main(["fit", *SMALL_E1_GROKS, "--trainer.max_steps=400", "--run_dir=runs/full"]) == 0
+    assert main(["fit", *SMALL_E1_GROKS, "--trainer.max_steps=200", "--run_dir=runs/part"]) == 0
+    capsys.readouterr()
+    resume = ["--ckpt_path=runs/part/checkpoints/last.ckpt", "--trainer.max_steps=400"]
+    assert main(["fit", *SMALL_E1_GROKS, *resume]) == 0
+    assert "grokkit: reference" not in capsys.readouterr().out  # loaded from theory/, not solved
+    full, resumed = read_metrics("runs/full/metrics.csv"), read_metrics("runs/part/metrics.csv")
+    # (the evaluation schedule depends on max_steps: compare the steps both runs evaluated
+    # after the resume point, the last one included)
+    common = sorted(set(full["step"]) & set(resumed["step"]) - set(range(201)))
+    assert common and common[-1] == 400
+    for column in ("margin/normalized", "probe/cos_l1", "probe/cos_l2"):
+        at = {step: v for step, v in zip(full["step"], full[column], strict=True)}
+        again = {step: v for step, v in zip(resumed["step"], resumed[column], strict=True)}
+        assert [again[s] for s in common] == pytest.approx([at[s] for s in common], rel=1e-5)
+    summary = load("runs/part/summary.json")
+    assert summary["references"] == load("runs/full/summary.json")["references"]
+
+
+def test_matrix_completion_probe_distances(capsys):
+    config = str(REPO / "configs" / "cpu" / "e5_matrix_completion.yaml")
+    argv = ["fit", "--config", config, "--data.d=24", "--data.observed_fraction=0.3",
+            "--trainer.max_steps=400", "--model.eval_points=40", "--run_dir=runs/mc",
+            "--trainer.callbacks+=grokkit.callbacks.ImplicitBiasProbe"]  # fmt: skip
+    assert main(argv) == 0
+    summary = load("runs/mc/summary.json")
+    refs = summary["references"]
+    assert set(refs) == {"zero_fill", "min_nuclear"}
+    assert refs["min_nuclear"]["test/loss"] < 0.1 * refs["zero_fill"]["test/loss"]
+    cols = read_metrics("runs/mc/metrics.csv")
+    assert cols["probe/dist_zero_fill"][0] == pytest.approx(1.0)  # W = 0 at init
+    # kernel regime (λt ≤ 0.014 here): once memorized, W is the zero-fill predictor
+    after = [i for i, s in enumerate(cols["step"]) if s >= 2 * summary["memorization_step"]]
+    for i in after:
+        assert cols["probe/dist_zero_fill"][i] < 0.01 and cols["probe/dist_min_nuclear"][i] > 0.5
+        assert cols["test/loss"][i] == pytest.approx(refs["zero_fill"]["test/loss"], rel=0.01)
