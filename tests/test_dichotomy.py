@@ -97,8 +97,7 @@ def test_probe_and_margin_survive_resume(capsys):
 def test_matrix_completion_probe_distances(capsys):
     config = str(REPO / "configs" / "cpu" / "e5_matrix_completion.yaml")
     argv = ["fit", "--config", config, "--data.d=24", "--data.observed_fraction=0.3",
-            "--trainer.max_steps=400", "--model.eval_points=40", "--run_dir=runs/mc",
-            "--trainer.callbacks+=grokkit.callbacks.ImplicitBiasProbe"]  # fmt: skip
+            "--trainer.max_steps=400", "--model.eval_points=40", "--run_dir=runs/mc"]  # fmt: skip
     assert main(argv) == 0
     summary = load("runs/mc/summary.json")
     refs = summary["references"]
@@ -106,6 +105,7 @@ def test_matrix_completion_probe_distances(capsys):
     assert refs["min_nuclear"]["test/loss"] < 0.1 * refs["zero_fill"]["test/loss"]
     cols = read_metrics("runs/mc/metrics.csv")
     assert cols["probe/dist_zero_fill"][0] == pytest.approx(1.0)  # W = 0 at init
+    assert cols["ntk/init_alignment"][0] == pytest.approx(1.0)  # the config's NTK callback
     # kernel regime (λt ≤ 0.014 here): once memorized, W is the zero-fill predictor
     after = [i for i, s in enumerate(cols["step"]) if s >= 2 * summary["memorization_step"]]
     for i in after:
