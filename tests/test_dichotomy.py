@@ -111,3 +111,19 @@ def test_matrix_completion_probe_distances(capsys):
     for i in after:
         assert cols["probe/dist_zero_fill"][i] < 0.01 and cols["probe/dist_min_nuclear"][i] > 0.5
         assert cols["test/loss"][i] == pytest.approx(refs["zero_fill"]["test/loss"], rel=0.01)
+
+
+def test_other_nets_are_compared_with_the_initial_ntk_kernel_predictor():
+    config = str(REPO / "configs" / "related" / "omnigrok_digits.yaml")
+    argv = ["fit", "--config", config, "--data.n_train=300", "--model.net.width=32",
+            "--trainer.max_steps=30", "--model.eval_points=10", "--run_dir=runs/dg"]  # fmt: skip
+    assert main(argv) == 0
+    refs = load("runs/dg/summary.json")["references"]
+    # the min-norm interpolant of the one-hot digits on the initial NTK (measured: 0.923)
+    assert set(refs) == {"initial_ntk_kernel"} and refs["initial_ntk_kernel"]["test/acc"] > 0.85
+    agree = read_metrics("runs/dg/metrics.csv")["probe/agree_kernel"]
+    assert len(agree) > 5 and all(0 <= a <= 1 for a in agree)
+    # too large a kernel is skipped with a message, not computed
+    assert main([*argv[:-1], "--run_dir=runs/dg2", "--trainer.max_steps=2",
+                 "--trainer.callbacks.kernel_budget=1000"]) == 0  # fmt: skip
+    assert "references" not in load("runs/dg2/summary.json")
