@@ -239,7 +239,8 @@ def _plot_heatmaps(rows: list[dict[str, Any]], path: Path) -> Path:
                 ]
                 if values:
                     grid[i, j] = float(np.mean(values))
-        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+        limits = {"vmin": 0.0, "vmax": 1.0} if key.endswith("/acc") else {}
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", **limits)
         fig.colorbar(image, ax=ax)
         for (i, j), value in np.ndenumerate(grid):
             if math.isfinite(value):
