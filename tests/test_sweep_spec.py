@@ -15,6 +15,15 @@ from grokkit.sweep import expand, load_sweep
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
 
+# The block-style command every sweep file uses ({config} is filled in by write()).
+COMMAND = """command:
+  - grokkit
+  - fit
+  - --config
+  - {config}
+  - ${{args}}
+"""
+
 GOOD = """
 name: demo
 method: grid
@@ -25,13 +34,8 @@ parameters:
     values: [0.01, 0.02, 0.04]
   trainer.max_steps:
     value: 100
-command:
-  - grokkit
-  - fit
-  - --config
-  - {config}
-  - ${{args}}
 """
+GOOD += COMMAND
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -67,13 +71,8 @@ parameters:
   model.weight_decay: {{distribution: uniform, min: 0.01, max: 0.05}}
   seed_everything: {{min: 0, max: 9}}
   model.loss: {{values: [logistic]}}
-command:
-  - grokkit
-  - fit
-  - --config
-  - {config}
-  - ${{args}}
 """
+RANDOM += COMMAND
 
 
 def test_random_draws_are_seeded_and_within_their_distributions(tmp_path):
