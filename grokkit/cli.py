@@ -79,6 +79,20 @@ class GrokkitCLI(LightningCLI):
         parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_lightning_class_args(PhaseDetector, "phases")
 
+    def before_instantiate_classes(self) -> None:
+        """A callback class given twice is bad input (Lightning would fail on its state key)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        kinds = ["PhaseDetector"]  # always added, configured by `phases.*`
+        for callback in config.trainer.get("callbacks") or []:
+            class_path = getattr(callback, "class_path", None) or str(callback)
+            kinds.append(class_path.rsplit(".", 1)[-1])
+        twice = sorted({k for k in kinds if kinds.count(k) > 1})
+        require(
+            not twice,
+            f"trainer.callbacks: {', '.join(twice)} given twice (each callback class may appear "
+            f"once; --trainer.callbacks=[] clears the config's list before adding)",
+        )
+
     def fit(
         self,
         model: GrokTask,

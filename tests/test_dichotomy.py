@@ -127,3 +127,17 @@ def test_other_nets_are_compared_with_the_initial_ntk_kernel_predictor():
     assert main([*argv[:-1], "--run_dir=runs/dg2", "--trainer.max_steps=2",
                  "--trainer.callbacks.kernel_budget=1000"]) == 0  # fmt: skip
     assert "references" not in load("runs/dg2/summary.json")
+
+
+def test_a_callback_given_twice_is_one_line_of_bad_input(capsys):
+    # the quickstart config already has an NTKAlignment
+    argv = [
+        "fit",
+        *SMALL_E1,
+        "--trainer.max_steps=3",
+        "--trainer.callbacks+=grokkit.callbacks.NTKAlignment",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trainer.callbacks: NTKAlignment given twice" in err
+    assert not Path("runs").exists()

@@ -187,8 +187,9 @@ class SweepExecutor:
                     active.append(self._start(todo.pop(0), free.pop(0)))
                     self._save()
                 time.sleep(POLL_SECONDS)
-                for a in [a for a in active if a.process.poll() is not None]:
-                    active.remove(a)
+                finished = [a for a in active if a.process.poll() is not None]
+                active = [a for a in active if a not in finished]
+                for a in finished:
                     self._finish(a, a.process.returncode)
                     durations.append(a.record.seconds or 0.0)
                     self._save()
