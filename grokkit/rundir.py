@@ -4,6 +4,8 @@ import csv
 import json
 import math
 import os
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run's summary.json, or {} while the run has none (still going, or killed)."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status_tally(statuses: Iterable[str]) -> str:
+    """``"2 completed, 1 failed"``: how many runs ended in each status."""
+    counts = Counter(statuses)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _json_safe(value: Any) -> Any:

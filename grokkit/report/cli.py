@@ -1,11 +1,11 @@
 """``grokkit report PATH``: figures and tables for one run directory or a whole sweep."""
 
-import json
 import sys
 from pathlib import Path
 
 from grokkit.report.curves import plot_run
 from grokkit.report.sweep import report_sweep
+from grokkit.rundir import read_summary
 
 COLUMNS = ["status", "steps", "memorization_step", "grokking_step", "train/acc", "test/acc"]
 USAGE = """usage: grokkit report PATH
@@ -36,8 +36,7 @@ def report_main(argv: list[str]) -> int:
     for run in runs:
         plot_run(run)
     if runs == [path]:
-        summary_file = path / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        summary = read_summary(path)
         cells = [str(summary.get(c, "running" if c == "status" else "")) for c in COLUMNS]
         print("| run | " + " | ".join(COLUMNS) + " |")
         print("|---" * (len(COLUMNS) + 1) + "|")

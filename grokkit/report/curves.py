@@ -1,6 +1,5 @@
 """curves.png: the paper-style figure of one run."""
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from grokkit.rundir import read_metrics  # noqa: E402
+from grokkit.rundir import read_metrics, read_summary  # noqa: E402
 
 MARKERS = {  # phase -> (label, colour)
     "memorization": ("memorization", "tab:green"),
@@ -95,8 +94,7 @@ def plot_run(run_dir: Path) -> Path:
     misgrokking and the predicted transition ln(α)/λ."""
     run_dir = Path(run_dir)
     cols = {k: np.asarray(v) for k, v in read_metrics(run_dir / "metrics.csv").items()}
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = read_summary(run_dir)
     time_axis = _uses_time_axis(run_dir)
     if time_axis:
         keep = np.ones_like(cols["step"], dtype=bool)

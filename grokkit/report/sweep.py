@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from grokkit.rundir import read_summary, status_tally  # noqa: E402
+
 PHASE_COLUMNS = [
     "status",
     "steps",
@@ -77,10 +79,10 @@ def collect(sweep_dir: Path, run_dirs: list[Path]) -> tuple[list[dict[str, Any]]
 
 
 def _row(name: str, run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any]:
-    config_file, summary_file = run_dir / "config.yaml", run_dir / "summary.json"
+    config_file = run_dir / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
     model = (config or {}).get("model") or {}
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = read_summary(run_dir)
     row: dict[str, Any] = {
         "run": name,
         **(record["params"] if record else {}),
@@ -265,10 +267,7 @@ def report_sweep(sweep_dir: Path, run_dirs: list[Path]) -> str:
     law = fit_law(rows)
     figures = plot_sweep(rows, sweep_dir, law)
     (sweep_dir / "law.json").write_text(json.dumps(vars(law) if law else None, indent=2) + "\n")
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    tally = status_tally(row["status"] for row in rows)
     law_line = law.line() if law else "grokking-time law: fewer than 3 grokked runs with α > 1"
     files = [sweep_dir / "report.csv", sweep_dir / "report.md", *figures]
     return (

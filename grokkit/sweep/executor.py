@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grokkit.rundir import write_json_atomic
+from grokkit.rundir import read_summary, status_tally, write_json_atomic
 from grokkit.sweep.spec import SweepRun, SweepSpec
 
 EXIT_STATUS = {0: "completed", 2: "bad_input", 3: "diverged", 130: "interrupted"}
@@ -90,9 +91,9 @@ class SweepExecutor:
                     record.status, record.exit_code = old["status"], old.get("exit_code")
                     record.seconds, record.gpu = old.get("seconds"), old.get("gpu")
         for record in self.records.values():
-            summary = self.out / record.name / "summary.json"
-            if summary.exists():
-                record.status = json.loads(summary.read_text())["status"]
+            summary = read_summary(self.out / record.name)
+            if summary:
+                record.status = summary["status"]
             elif record.status == "running":  # the executor itself was killed
                 record.status = "interrupted"
 
@@ -153,10 +154,10 @@ class SweepExecutor:
         active.log.close()
         record = active.record
         record.exit_code, record.seconds = code, round(time.monotonic() - active.started, 1)
-        summary = self.out / record.name / "summary.json"
+        summary = read_summary(self.out / record.name)
         status = EXIT_STATUS.get(code, "failed")
-        if summary.exists() and status != "bad_input":
-            status = json.loads(summary.read_text())["status"]
+        if summary and status != "bad_input":
+            status = summary["status"]
         record.status = "failed" if status == "bad_input" else status
 
     # --- main loop ---------------------------------------------------------------------------
@@ -229,12 +230,10 @@ class SweepExecutor:
         )
 
     def _conclude(self) -> int:
-        counts: dict[str, int] = {}
-        for record in self.records.values():
-            counts[record.status] = counts.get(record.status, 0) + 1
-        tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        counts = Counter(record.status for record in self.records.values())
         print(
-            f"grokkit sweep {self.spec.name}: {tally}; table and figures: grokkit report "
+            f"grokkit sweep {self.spec.name}: {status_tally(counts.elements())}; table and "
+            f"figures: grokkit report "
             f"{self.out}",
             flush=True,
         )
