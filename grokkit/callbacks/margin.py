@@ -57,11 +57,9 @@ class NormalizedMargin(EvaluationCallback):
             return
         x, y = batch["train"]
         q_min = margins(task.net(x).double(), y).min().item()
-        norm = torch.linalg.vector_norm(
-            torch.cat([p.detach().double().flatten() for p in task.net.parameters()])
-        ).item()
         row["margin/min"] = q_min
-        row["margin/normalized"] = q_min / norm**task.net.degree
+        # ‖θ‖ is the row's param_norm, which the task has just computed
+        row["margin/normalized"] = q_min / row["param_norm"] ** task.net.degree
 
     def state_dict(self) -> dict[str, int]:
         return {"evaluations": self.evaluations}
