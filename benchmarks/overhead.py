@@ -19,7 +19,7 @@ import lightning.pytorch as pl
 import torch
 
 from grokkit.callbacks import ConsoleProgress, PhaseDetector
-from grokkit.cli import TRAINER_DEFAULTS
+from grokkit.lightning_cli import TRAINER_DEFAULTS
 from grokkit.data import SparseLinearData
 from grokkit.models import DiagonalNet
 from grokkit.objectives import binary_accuracy, logistic_loss

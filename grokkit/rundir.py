@@ -1,18 +1,23 @@
-"""The run directory: where a fit's config, metrics, summary, figure and checkpoints live."""
+"""The run directory: where a fit's config, metrics, summary, figure and checkpoints live.
+
+This module owns the files' names and formats: config.yaml, metrics.csv and summary.json are
+read and written only through it.
+"""
 
 import csv
 import json
 import math
 import os
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from grokkit.errors import require
+
+CONFIG, METRICS, SUMMARY, CURVES = "config.yaml", "metrics.csv", "summary.json", "curves.png"
 
 # Columns every run writes first, in this order; callback columns follow.
 BASE_COLUMNS = ["step", "time", "train/loss", "test/loss", "train/acc", "test/acc", "param_norm"]
@@ -51,16 +56,26 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_config(run_dir: Path, text: str) -> None:
+    """config.yaml: the fully resolved config, as the CLI's parser dumps it."""
+    (Path(run_dir) / CONFIG).write_text(text)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.yaml as a dict ({} if it has none)."""
+    path = Path(run_dir) / CONFIG
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """summary.json, atomically: a reader sees the old file or the new one, never half."""
+    write_json_atomic(Path(run_dir) / SUMMARY, summary)
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
     """A run's summary.json, or {} while the run has none (still going, or killed)."""
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / SUMMARY
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def status_tally(statuses: Iterable[str]) -> str:
-    """``"2 completed, 1 failed"``: how many runs ended in each status."""
-    counts = Counter(statuses)
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _json_safe(value: Any) -> Any:
@@ -93,7 +108,7 @@ class MetricsCSVLogger(Logger):
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "metrics.csv"
+        self.path = self.run_dir / METRICS
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.columns: list[str] | None = None
         if resume_step is not None and self.path.exists():

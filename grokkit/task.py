@@ -10,9 +10,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from grokkit.callbacks.base import EvaluationCallback
 from grokkit.data.full_batch import Batch
 from grokkit.errors import require
+from grokkit.lightning_adapter import count_optimizer_steps
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
 from grokkit.schedule import EvalSchedule, warmup_lr
+from grokkit.theory.transition import transition_time
 
 
 class GrokTask(pl.LightningModule):
@@ -90,9 +92,7 @@ class GrokTask(pl.LightningModule):
         """ln(α)/λ, the theory's switch time in gradient-flow time; None where the theory says
         nothing: λ = 0, α ≤ 1, or an optimizer other than gradient descent."""
         h = self.hparams
-        if h.weight_decay > 0 and self.alpha > 1 and h.optimizer == "sgd":
-            return math.log(self.alpha) / h.weight_decay
-        return None
+        return transition_time(self.alpha, h.weight_decay) if h.optimizer == "sgd" else None
 
     def lr_at(self, step: int) -> float:
         h = self.hparams
@@ -124,7 +124,7 @@ class GrokTask(pl.LightningModule):
         while step < stop and not self.stop_requested:
             self.gradient_step(optimizer, x, y, self.lr_at(step) if step < warmup_steps else lr)
             step += 1
-        _advance_global_step(self.trainer, step - start)
+        count_optimizer_steps(self.trainer, step - start)
         self.record(batch)
         if self.diverged or self.stop_requested:
             self.trainer.should_stop = True
@@ -211,14 +211,3 @@ class GrokTask(pl.LightningModule):
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-
-def _advance_global_step(trainer: pl.Trainer, n: int) -> None:
-    """Count n raw optimizer steps in Lightning's manual-optimization progress.
-
-    ``trainer.global_step`` reads this counter, so max_steps, checkpoints and resume all see
-    gradient steps although the LightningOptimizer wrapper (and its per-step hooks) is bypassed.
-    """
-    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-    for tracker in (progress.total, progress.current):
-        tracker.ready += n
-        tracker.completed += n

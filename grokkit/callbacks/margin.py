@@ -1,4 +1,5 @@
-"""The normalized margin min_i q_i(θ) / ‖θ‖^L: what the late phase maximizes (PAPER.md §1)."""
+"""The normalized margin min_i q_i(θ) / ‖θ‖^L: what the late phase maximizes
+(arXiv 2311.18817, §1)."""
 
 import lightning.pytorch as pl
 import torch
@@ -30,11 +31,6 @@ class NormalizedMargin(EvaluationCallback):
         every: compute at every ``every``-th evaluation point (and always at the first).
     """
 
-    def __init__(self, every: int = 1) -> None:
-        require(every >= 1, f"NormalizedMargin.every must be >= 1, got {every}")
-        self.every = every
-        self.evaluations = 0
-
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         net = pl_module.net
         require(
@@ -49,20 +45,11 @@ class NormalizedMargin(EvaluationCallback):
         )
 
     @torch.no_grad()
-    def on_evaluation(
+    def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
-        self.evaluations += 1
-        if (self.evaluations - 1) % self.every:
-            return
         x, y = batch["train"]
         q_min = margins(task.net(x).double(), y).min().item()
         row["margin/min"] = q_min
         # ‖θ‖ is the row's param_norm, which the task has just computed
         row["margin/normalized"] = q_min / row["param_norm"] ** task.net.degree
-
-    def state_dict(self) -> dict[str, int]:
-        return {"evaluations": self.evaluations}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self.evaluations = state_dict["evaluations"]

@@ -1,7 +1,5 @@
 """Watch the empirical NTK move: alignment with the targets, with the initial kernel, and speed."""
 
-from typing import Any
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -49,6 +47,8 @@ class NTKAlignment(EvaluationCallback):
         max_bytes: memory budget of the Jacobian chunks (``grokkit.ntk.empirical_ntk``).
     """
 
+    STATE = ("probe", "k0", "k0_step", "previous", "previous_time")
+
     def __init__(
         self,
         probe_size: int = 128,
@@ -57,11 +57,10 @@ class NTKAlignment(EvaluationCallback):
         seed: int = 0,
         max_bytes: int = 256 * 2**20,
     ) -> None:
+        super().__init__(every)
         require(probe_size >= 1, f"NTKAlignment.probe_size must be >= 1, got {probe_size}")
-        require(every >= 1, f"NTKAlignment.every must be >= 1, got {every}")
         require(max_bytes >= 1, f"NTKAlignment.max_bytes must be >= 1, got {max_bytes}")
         self.probe_size = probe_size
-        self.every = every
         self.velocity = velocity
         self.seed = seed
         self.max_bytes = max_bytes
@@ -70,18 +69,17 @@ class NTKAlignment(EvaluationCallback):
         self.k0_step: int | None = None
         self.previous: torch.Tensor | None = None
         self.previous_time: float | None = None
-        self.evaluations = 0  # evaluation rows seen so far
 
-    def on_evaluation(
+    def due(self, trainer: pl.Trainer, task: pl.LightningModule, row: dict[str, float]) -> bool:
+        """Off the cadence: the first computation (K0) and the last row of the run."""
+        last = trainer is not None and trainer.max_steps > 0 and row["step"] >= trainer.max_steps
+        return self.k0 is None or last
+
+    def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
-        index = self.evaluations
-        self.evaluations += 1
-        last = trainer is not None and trainer.max_steps > 0 and row["step"] >= trainer.max_steps
         if getattr(task, "diverged", False):
             return  # non-finite parameters: nothing meaningful to compute
-        if self.k0 is not None and index % self.every != 0 and not last:
-            return
         x, y = batch["train"]
         probe = self._probe(len(y)).to(x.device)
         # float64, on the CPU; the net's gradients and train/eval mode are left untouched
@@ -112,16 +110,6 @@ class NTKAlignment(EvaluationCallback):
             f"the training set of {n_train} points",
         )
         return self.probe
-
-    _STATE = ("probe", "k0", "k0_step", "previous", "previous_time", "evaluations")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self._STATE}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key in self._STATE:
-            setattr(self, key, state_dict.get(key))
-        self.evaluations = self.evaluations or 0
 
 
 def alignment_target(y: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,16 @@ class PhaseDetector(EvaluationCallback):
             generalized (regression).
     """
 
+    STATE = (
+        "memorization_step",
+        "memorization_time",
+        "memorization_test_loss",
+        "grokking_step",
+        "grokking_time",
+        "misgrokking_step",
+        "misgrokking_time",
+    )
+
     def __init__(
         self,
         memorization_threshold: float = 0.99,
@@ -64,6 +74,7 @@ class PhaseDetector(EvaluationCallback):
             0 < grokking_loss_ratio < 1,
             f"phases.grokking_loss_ratio must be in (0, 1), got {grokking_loss_ratio}",
         )
+        super().__init__()
         self.memorization_threshold = memorization_threshold
         self.grokking_threshold = grokking_threshold
         self.misgrokking_threshold = misgrokking_threshold
@@ -77,7 +88,7 @@ class PhaseDetector(EvaluationCallback):
         self.misgrokking_step: int | None = None
         self.misgrokking_time: float | None = None
 
-    def on_evaluation(
+    def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         classification = "train/acc" in row
@@ -126,20 +137,3 @@ class PhaseDetector(EvaluationCallback):
                 "grokking_test_loss_ratio": self.grokking_loss_ratio,
             },
         }
-
-    _STATE = (
-        "memorization_step",
-        "memorization_time",
-        "memorization_test_loss",
-        "grokking_step",
-        "grokking_time",
-        "misgrokking_step",
-        "misgrokking_time",
-    )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self._STATE}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key in self._STATE:
-            setattr(self, key, state_dict.get(key))

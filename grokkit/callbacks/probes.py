@@ -1,4 +1,4 @@
-"""How close the net is to each of the theory's reference predictors (PAPER.md §1, §3).
+"""How close the net is to each of the theory's reference predictors (arXiv 2311.18817, §3).
 
 Early on a large-init net behaves like its initial NTK's kernel predictor; after ~ln(α)/λ it
 approaches the min-norm / max-margin solution. The references depend on the data (and the
@@ -8,7 +8,6 @@ directory (``theory/references.npz`` and ``theory/references.json``); a resumed 
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from grokkit.callbacks.base import EvaluationCallback
+from grokkit.console import say
 from grokkit.data.full_batch import Batch
 from grokkit.errors import require
 from grokkit.models import DiagonalNet, MatrixFactorization
@@ -48,12 +48,11 @@ class ImplicitBiasProbe(EvaluationCallback):
     """
 
     def __init__(self, every: int = 1, kernel_budget: float = 2e9) -> None:
-        require(every >= 1, f"ImplicitBiasProbe.every must be >= 1, got {every}")
+        super().__init__(every)
         require(
             kernel_budget > 0, f"ImplicitBiasProbe.kernel_budget must be > 0, got {kernel_budget}"
         )
-        self.every, self.kernel_budget = every, kernel_budget
-        self.evaluations = 0
+        self.kernel_budget = kernel_budget
         self.references: dict[str, Any] | None = None  # metrics (JSON) of each reference
         self.arrays: dict[str, np.ndarray] = {}
         self.tensors: dict[str, torch.Tensor] | None = None
@@ -79,10 +78,7 @@ class ImplicitBiasProbe(EvaluationCallback):
         if task.global_step > 0 and not isinstance(task.net, DiagonalNet | MatrixFactorization):
             # the kernel reference needs the initial parameters, which a resumed run no longer has
             self.references, self.arrays = {}, {}
-            print(
-                "grokkit: probe: no cached kernel reference to resume from; skipped",
-                file=sys.stderr,
-            )
+            say("probe: no cached kernel reference to resume from; skipped", to_stderr=True)
             return
         self.references, self.arrays = compute_references(task, batch, self.kernel_budget)
         if cache is not None:
@@ -93,19 +89,16 @@ class ImplicitBiasProbe(EvaluationCallback):
             )
         for name, metrics in self.references.items():
             shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-            print(f"grokkit: reference {name}: {shown}", flush=True)
+            say(f"reference {name}: {shown}")
 
     # ---- per evaluation -------------------------------------------------------------------
 
     @torch.no_grad()
-    def on_evaluation(
+    def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         if self.references is None:
             self._prepare(trainer, task, batch)
-        self.evaluations += 1
-        if (self.evaluations - 1) % self.every:
-            return
         net = task.net
         # In torch on the net's device: numpy's BLAS threads, woken at every evaluation, would
         # spin against PyTorch's threads between evaluations and slow training down.
@@ -134,12 +127,6 @@ class ImplicitBiasProbe(EvaluationCallback):
                 if v.dtype.kind == "f"
             }
         return self.tensors
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"evaluations": self.evaluations}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.evaluations = state_dict["evaluations"]
 
 
 def compute_references(
@@ -196,11 +183,11 @@ def compute_references(
         n_params = sum(p.numel() for p in net.parameters())
         size = (len(x_train) + len(x_test)) * n_outputs * n_params
         if size > kernel_budget:
-            print(
-                f"grokkit: probe: kernel reference skipped: the NTK needs {size:.3g} Jacobian "
+            say(
+                f"probe: kernel reference skipped: the NTK needs {size:.3g} Jacobian "
                 f"entries (train and test points × outputs × parameters) > "
                 f"kernel_budget={kernel_budget:.3g}",
-                file=sys.stderr,
+                to_stderr=True,
             )
             return references, arrays
         from grokkit.ntk import empirical_ntk

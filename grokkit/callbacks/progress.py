@@ -11,10 +11,11 @@ from grokkit.data.full_batch import Batch
 
 class ConsoleProgress(EvaluationCallback):
     def __init__(self, per_decade: int = 2) -> None:
+        super().__init__()
         self.per_decade = per_decade
         self._last_bucket: int | None = None
 
-    def on_evaluation(
+    def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         step = int(row["step"])

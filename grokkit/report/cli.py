@@ -1,11 +1,12 @@
 """``grokkit report PATH``: figures and tables for one run directory or a whole sweep."""
 
-import sys
 from pathlib import Path
 
+from grokkit.console import error
+from grokkit.outcome import EXIT_CODES
 from grokkit.report.curves import plot_run
 from grokkit.report.sweep import report_sweep
-from grokkit.rundir import read_summary
+from grokkit.rundir import METRICS, read_summary
 
 COLUMNS = ["status", "steps", "memorization_step", "grokking_step", "train/acc", "test/acc"]
 USAGE = """usage: grokkit report PATH
@@ -19,9 +20,9 @@ USAGE = """usage: grokkit report PATH
 def find_runs(path: Path) -> list[Path]:
     """``path`` itself if it is a run directory, else every run directory below it (set-aside
     attempts of a sweep's restarted runs excluded)."""
-    if (path / "metrics.csv").exists():
+    if (path / METRICS).exists():
         return [path]
-    return sorted(p.parent for p in path.rglob("metrics.csv") if ".attempt-" not in p.parent.name)
+    return sorted(p.parent for p in path.rglob(METRICS) if ".attempt-" not in p.parent.name)
 
 
 def report_main(argv: list[str]) -> int:
@@ -31,8 +32,8 @@ def report_main(argv: list[str]) -> int:
     path = Path(argv[0])
     runs = find_runs(path) if path.is_dir() else []
     if not runs and not (path / "sweep.json").is_file():
-        print(f"grokkit: error: no run directory (with metrics.csv) at {path}", file=sys.stderr)
-        return 2
+        error(f"no run directory (with {METRICS}) at {path}")
+        return EXIT_CODES["bad_input"]
     for run in runs:
         plot_run(run)
     if runs == [path]:

@@ -9,9 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
-from grokkit.rundir import read_metrics, read_summary  # noqa: E402
+from grokkit.rundir import METRICS, read_config, read_metrics, read_summary  # noqa: E402
 
 MARKERS = {  # phase -> (label, colour)
     "memorization": ("memorization", "tab:green"),
@@ -74,10 +73,7 @@ def _plot_group(
 
 def _uses_time_axis(run_dir: Path) -> bool:
     """Loss-normalized runs (paper Fig. 4) are drawn against 1 + t: their steps are not time."""
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        return False
-    model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
+    model = read_config(run_dir).get("model") or {}
     return bool(model.get("lr_normalize_by_loss"))
 
 
@@ -93,7 +89,7 @@ def plot_run(run_dir: Path) -> Path:
     loss-normalized runs), ‖θ‖ on a twin axis, with vertical markers at memorization, grokking,
     misgrokking and the predicted transition ln(α)/λ."""
     run_dir = Path(run_dir)
-    cols = {k: np.asarray(v) for k, v in read_metrics(run_dir / "metrics.csv").items()}
+    cols = {k: np.asarray(v) for k, v in read_metrics(run_dir / METRICS).items()}
     summary = read_summary(run_dir)
     time_axis = _uses_time_axis(run_dir)
     if time_axis:

@@ -18,9 +18,10 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
-from grokkit.rundir import read_summary, status_tally  # noqa: E402
+from grokkit.outcome import status_tally  # noqa: E402
+from grokkit.rundir import read_config, read_summary  # noqa: E402
+from grokkit.theory.transition import transition_time  # noqa: E402
 
 PHASE_COLUMNS = [
     "status",
@@ -79,16 +80,15 @@ def collect(sweep_dir: Path, run_dirs: list[Path]) -> tuple[list[dict[str, Any]]
 
 
 def _row(name: str, run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any]:
-    config_file = run_dir / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    model = (config or {}).get("model") or {}
+    config = read_config(run_dir)
+    model = config.get("model") or {}
     summary = read_summary(run_dir)
     row: dict[str, Any] = {
         "run": name,
         **(record["params"] if record else {}),
         "alpha": model.get("alpha"),
         "weight_decay": model.get("weight_decay"),
-        "seed": (config or {}).get("seed_everything"),
+        "seed": config.get("seed_everything"),
     }
     row.update({c: summary.get(c) for c in PHASE_COLUMNS})
     row["status"] = summary.get("status") or (record or {}).get("status") or "running"
@@ -174,7 +174,8 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, law: LawFit | None) -> lis
             ax.plot(*zip(*means, strict=True), "-", color=colours[wd], label=f"λ = {wd:g}")
         if alphas:
             grid = np.geomspace(min(alphas), max(alphas), 50)
-            ax.plot(grid, np.log(grid) / wd, "--", color=colours[wd], lw=1)
+            theory = [transition_time(a, wd) or np.nan for a in grid]
+            ax.plot(grid, theory, "--", color=colours[wd], lw=1)
     if alphas:
         ax.set_xscale("log")
         ax.set_xticks(alphas, [f"{a:g}" for a in alphas])

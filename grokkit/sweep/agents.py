@@ -9,10 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from typing import Any
 
+from grokkit.console import error, say
+from grokkit.outcome import EXIT_CODES
+from grokkit.signals import on_stop_signals, signal_name
 from grokkit.sweep.executor import worker_env
 
 
@@ -31,15 +32,15 @@ def run_agents(sweep_id: str, gpus: list[str], per_gpu: int = 1, count: int | No
     agent exit status (0 if all agents finished cleanly)."""
     wandb = shutil.which("wandb")
     if wandb is None:
-        print("grokkit: error: the wandb command is not on PATH", file=sys.stderr)
-        return 2
+        error("the wandb command is not on PATH")
+        return EXIT_CODES["bad_input"]
     n = len(gpus) * per_gpu
     processes = []
     for worker in range(n):
         env = worker_env(worker, n, gpus, dict(os.environ))
-        print(
-            f"grokkit agent {worker}: GPU {env['CUDA_VISIBLE_DEVICES']}: wandb agent {sweep_id}",
-            flush=True,
+        say(
+            f"GPU {env['CUDA_VISIBLE_DEVICES']}: wandb agent {sweep_id}",
+            who=f"grokkit agent {worker}",
         )
         processes.append(
             subprocess.Popen(
@@ -47,19 +48,15 @@ def run_agents(sweep_id: str, gpus: list[str], per_gpu: int = 1, count: int | No
             )
         )
 
-    def forward(signum: int, frame: Any) -> None:
-        print(f"\ngrokkit agent: {signal.Signals(signum).name}: stopping the agents", flush=True)
+    def forward(signum: int) -> None:
+        say(f"{signal_name(signum)}: stopping the agents", who="grokkit agent")
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(forward):
         while any(p.poll() is None for p in processes):
             time.sleep(0.2)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     codes = [p.returncode for p in processes]
-    print(f"grokkit agent: agents exited with {codes}", flush=True)
+    say(f"agents exited with {codes}", who="grokkit agent")
     return next((c for c in codes if c != 0), 0)

@@ -1,18 +1,19 @@
 """Argument handling for ``grokkit sweep`` and ``grokkit agent``."""
 
 import argparse
-import sys
 from pathlib import Path
 
+from grokkit.console import error, say
 from grokkit.errors import ConfigError, require
+from grokkit.outcome import EXIT_CODES
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option as one ``grokkit: error:`` line with exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"grokkit: error: {self.prog.split()[-1]}: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        error(f"{self.prog.split()[-1]}: {message}")
+        raise SystemExit(EXIT_CODES["bad_input"])
 
 
 def _gpu_list(text: str) -> list[str]:
@@ -60,7 +61,7 @@ def sweep_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    from grokkit.cli import check_fit_args
+    from grokkit.lightning_cli import check_fit_args
     from grokkit.sweep.executor import SweepExecutor
     from grokkit.sweep.spec import expand, load_sweep
 
@@ -70,17 +71,17 @@ def sweep_main(argv: list[str]) -> int:
         for run in runs:  # every run's arguments are checked before the first one starts
             try:
                 check_fit_args(spec.fit_args(run))
-            except ConfigError as error:
-                raise ConfigError(f"sweep file {spec.path}: run {run.name}: {error}") from None
-    except ConfigError as error:
-        print(f"grokkit: error: {error}", file=sys.stderr)
-        return 2
+            except ConfigError as exc:
+                raise ConfigError(f"sweep file {spec.path}: run {run.name}: {exc}") from None
+    except ConfigError as exc:
+        error(exc)
+        return EXIT_CODES["bad_input"]
     out = Path(args.out) if args.out else Path("runs") / spec.name
     if args.dry_run:
         for run in runs:
             print(f"{run.name}: grokkit fit {' '.join(spec.fit_args(run))}")
-        print(f"grokkit sweep: {len(runs)} runs checked; nothing trained (--dry-run)")
-        return 0
+        say(f"{len(runs)} runs checked; nothing trained (--dry-run)", who="grokkit sweep")
+        return EXIT_CODES["completed"]
     workers = args.workers or max(1, len(args.gpus))
     return SweepExecutor(spec, runs, out, workers=workers, gpus=args.gpus).run()
 
@@ -106,9 +107,9 @@ def agent_main(argv: list[str]) -> int:
             "/" not in args.sweep_id.strip("/") or args.sweep_id.count("/") == 2,
             f"sweep id {args.sweep_id!r}: expected SWEEP_ID or ENTITY/PROJECT/SWEEP_ID",
         )
-    except ConfigError as error:
-        print(f"grokkit: error: {error}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        error(exc)
+        return EXIT_CODES["bad_input"]
 
     from grokkit.sweep.agents import run_agents
 

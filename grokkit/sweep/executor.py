@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grokkit.rundir import read_summary, status_tally, write_json_atomic
+from grokkit.console import say
+from grokkit.outcome import EXIT_CODES, FINAL, status_of_exit, status_tally
+from grokkit.rundir import read_summary, write_json_atomic
+from grokkit.signals import on_stop_signals, signal_name
 from grokkit.sweep.spec import SweepRun, SweepSpec
 
-EXIT_STATUS = {0: "completed", 2: "bad_input", 3: "diverged", 130: "interrupted"}
-FINAL = ("completed", "diverged")  # outcomes a rerun keeps
 POLL_SECONDS = 0.2
 
 
@@ -155,33 +156,30 @@ class SweepExecutor:
         record = active.record
         record.exit_code, record.seconds = code, round(time.monotonic() - active.started, 1)
         summary = read_summary(self.out / record.name)
-        status = EXIT_STATUS.get(code, "failed")
+        status = status_of_exit(code)
         if summary and status != "bad_input":
             status = summary["status"]
         record.status = "failed" if status == "bad_input" else status
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> int:
-        """Run every run not already done; returns 130 if interrupted, 1 if any run failed,
-        else 0 (a diverged run is an outcome, counted in the tally)."""
+        """Run every run not already done; exits as interrupted (130) if stopped, failed (1)
+        if any run failed, else completed (0) (a diverged run is an outcome, in the tally)."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._load_previous()
         todo = [r for r in self.runs if self.records[r.name].status not in FINAL]
         done_before = len(self.runs) - len(todo)
-        print(
-            f"grokkit sweep {self.spec.name}: {len(self.runs)} runs, {done_before} already done, "
+        say(
+            f"{len(self.runs)} runs, {done_before} already done, "
             f"{len(todo)} to run with {self.workers} worker(s)"
             + (f" on GPUs {','.join(self.gpus)}" if self.gpus else "")
             + f"; results in {self.out}",
-            flush=True,
+            who=f"grokkit sweep {self.spec.name}",
         )
         self._save()
-        previous = {
-            s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)
-        }
         active: list[_Active] = []
         started_at, durations = time.monotonic(), []
-        try:
+        with on_stop_signals(self._request_stop):
             while (todo and not self.stopping) or active:
                 free = sorted(set(range(self.workers)) - {a.worker for a in active})
                 while free and todo and not self.stopping:
@@ -196,17 +194,12 @@ class SweepExecutor:
                     self._save()
                     self._progress(a.record, len(todo), len(active), started_at, durations)
                 self._forward_stop(active)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         return self._conclude()
 
-    def _request_stop(self, signum: int, frame: Any) -> None:
+    def _request_stop(self, signum: int) -> None:
         self.stopping += 1
         what = "stopping the running runs (they checkpoint)" if self.stopping == 1 else "killing"
-        print(
-            f"\ngrokkit sweep: {signal.Signals(signum).name}: {what}", file=sys.stderr, flush=True
-        )
+        say(f"{signal_name(signum)}: {what}", who="grokkit sweep", to_stderr=True)
 
     def _forward_stop(self, active: list[_Active]) -> None:
         """First request: one SIGTERM per run (it stops after its step, writes checkpoint and
@@ -222,25 +215,23 @@ class SweepExecutor:
         finished = sum(r.status in (*FINAL, "failed") for r in self.records.values())
         elapsed = time.monotonic() - started_at
         left = sum(durations) / len(durations) * (pending + running) / self.workers
-        print(
-            f"grokkit sweep: [{finished}/{len(self.runs)}] {record.name}: {record.status} "
+        say(
+            f"[{finished}/{len(self.runs)}] {record.name}: {record.status} "
             f"(exit {record.exit_code}, {record.seconds:.0f} s) | {running} running, "
             f"{pending} pending | elapsed {_clock(elapsed)}, ~{_clock(left)} left",
-            flush=True,
+            who="grokkit sweep",
         )
 
     def _conclude(self) -> int:
         counts = Counter(record.status for record in self.records.values())
-        print(
-            f"grokkit sweep {self.spec.name}: {status_tally(counts.elements())}; table and "
-            f"figures: grokkit report "
-            f"{self.out}",
-            flush=True,
+        say(
+            f"{status_tally(counts.elements())}; table and figures: grokkit report {self.out}",
+            who=f"grokkit sweep {self.spec.name}",
         )
         if self.stopping or counts.get("interrupted") or counts.get("pending"):
-            print("grokkit sweep: rerun the same command to resume", flush=True)
-            return 130
-        return 1 if counts.get("failed") else 0
+            say("rerun the same command to resume", who="grokkit sweep")
+            return EXIT_CODES["interrupted"]
+        return EXIT_CODES["failed"] if counts.get("failed") else EXIT_CODES["completed"]
 
 
 def _clock(seconds: float) -> str:

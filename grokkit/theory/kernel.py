@@ -1,8 +1,9 @@
 """Kernel-regime predictors for a precomputed kernel, e.g. the empirical NTK at the initial point.
 
 In the early phase a large-init net behaves like its linearization at θ̄: a classifier tends to
-the max-margin predictor on the NTK features (problem K1 of PAPER.md §1), a regressor to the
-minimum-norm interpolant (K2). Both depend on the features only through the kernel matrix.
+the max-margin predictor on the NTK features (problem K1 of arXiv 2311.18817, §3), a
+regressor to the minimum-norm interpolant (K2). Both depend on the features only through the
+kernel matrix.
 """
 
 import cvxpy as cp

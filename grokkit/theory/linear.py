@@ -1,7 +1,8 @@
 """Max-margin linear classifiers: the two predictors a diagonal linear net moves between (E1, E2).
 
 The kernel (early) phase of f(x) = ⟨u^⊙2 − v^⊙2, x⟩ follows the max-L2-margin classifier, the
-rich (late) phase the max-L1-margin one (PAPER.md §3). Both are homogeneous (no bias), like the net.
+rich (late) phase the max-L1-margin one (arXiv 2311.18817, §3). Both are homogeneous (no
+bias), like the net.
 """
 
 import warnings

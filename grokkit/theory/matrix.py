@@ -1,5 +1,6 @@
-"""The two completions of the matrix-completion experiment (PAPER.md E5) that W = UUᵀ − VVᵀ moves
-between: zero-fill in the kernel (early) phase, minimum nuclear norm in the rich (late) phase."""
+"""The two completions of the matrix-completion experiment (arXiv 2311.18817, Fig. 3) that
+W = UUᵀ − VVᵀ moves between: zero-fill in the kernel (early) phase, minimum nuclear norm in the
+rich (late) phase."""
 
 import cvxpy as cp
 import numpy as np
@@ -9,7 +10,8 @@ def zero_fill_completion(
     d: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray
 ) -> np.ndarray:
     """(d, d) symmetric matrix: observed entries and their mirrors (W_ij = W_ji = value), zero
-    elsewhere. The kernel-regime predictor of the matrix-completion experiment (PAPER.md E5):
+    elsewhere. The kernel-regime predictor of the matrix-completion experiment (arXiv
+    2311.18817, Fig. 3):
     from U = V = α·I the tangent features of entry (i, j) only touch entries (i, j) and (j, i).
     An entry observed more than once, or with its mirror, gets the mean of its values."""
     total, count = _symmetric_sums(d, rows, cols, values)

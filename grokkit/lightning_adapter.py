@@ -1,0 +1,29 @@
+"""The places grokkit relies on Lightning internals, in one module.
+
+tests/test_lightning_adapter.py pins each behaviour used here, so a Lightning upgrade that
+changes one fails a test rather than a run.
+"""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+
+def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
+    """Count ``n`` raw optimizer steps in Lightning's manual-optimization progress.
+
+    GrokTask runs a whole chunk of gradient steps inside one Lightning training step with the
+    raw torch optimizer (no per-step hooks). ``trainer.global_step`` reads this counter, so
+    ``max_steps``, checkpoints and resume all see gradient steps.
+    """
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    for tracker in (progress.total, progress.current):
+        tracker.ready += n
+        tracker.completed += n
+
+
+def checkpoint_global_step(path: str | Path) -> int:
+    """The gradient step a Lightning checkpoint was saved at (its ``global_step`` entry)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return int(checkpoint["global_step"])

@@ -1,0 +1,161 @@
+"""One fit's life, from an empty run directory to a complete one.
+
+``FitSession.run`` claims the run directory, writes config.yaml, trains under SIGINT/SIGTERM
+handling, decides the status, and then, however training ended, writes the final checkpoint,
+summary.json (last of the run's files, atomically: its presence marks a finished run),
+curves.png and the W&B summary.
+"""
+
+import signal
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector
+from grokkit.console import error, one_line, say
+from grokkit.errors import user_error
+from grokkit.lightning_adapter import checkpoint_global_step
+from grokkit.outcome import EXIT_CODES
+from grokkit.report import plot_run
+from grokkit.rundir import METRICS, MetricsCSVLogger, choose_run_dir, write_config, write_summary
+from grokkit.signals import on_stop_signals, signal_name
+from grokkit.task import GrokTask
+from grokkit.wandb_setup import WandbSettings, make_wandb_logger
+
+CHECKPOINT_EVERY = timedelta(minutes=10)
+
+
+class FitSession:
+    """Train ``task`` on ``datamodule`` with ``trainer`` into a run directory of its own.
+
+    Args:
+        run_dir: the requested run directory (None: ``runs/<default_name>``); an existing run
+            is never overwritten (see ``grokkit.rundir.choose_run_dir``).
+        dump_config: the resolved config as YAML, given the claimed run directory.
+        config: the resolved config as a dict (W&B's run config).
+        wandb: the ``wandb:`` section.
+        ckpt_path: checkpoint to resume from (its run directory is continued).
+    """
+
+    def __init__(
+        self,
+        trainer: pl.Trainer,
+        task: GrokTask,
+        datamodule: pl.LightningDataModule,
+        *,
+        run_dir: str | None,
+        default_name: str,
+        dump_config: Callable[[Path], str],
+        config: dict[str, Any],
+        wandb: WandbSettings,
+        ckpt_path: str | None = None,
+    ) -> None:
+        self.trainer, self.task, self.datamodule = trainer, task, datamodule
+        self.requested_dir, self.default_name = run_dir, default_name
+        self.dump_config, self.config, self.wandb = dump_config, config, wandb
+        self.ckpt_path = ckpt_path
+        self.run_dir: Path | None = None
+        self.wandb_logger: Any = None
+
+    def run(self) -> int:
+        """Train and write the run directory; returns the exit code."""
+        self.run_dir = choose_run_dir(self.requested_dir, self.default_name, self.ckpt_path)
+        say(f"run directory {self.run_dir}")
+        config = self.dump_config(self.run_dir)
+        write_config(self.run_dir, config)
+        status, bad_input = "failed", False
+        try:
+            with on_stop_signals(self._request_stop):
+                self._attach_run_callbacks()
+                self.trainer.fit(self.task, datamodule=self.datamodule, ckpt_path=self.ckpt_path)
+                status = self._status()
+        except (KeyboardInterrupt, SystemExit):
+            status = "interrupted"
+        except Exception as exc:
+            (self.run_dir / "error.log").write_text(traceback.format_exc())
+            cause = user_error(exc)
+            bad_input = cause is not None
+            if bad_input:
+                error(cause)
+            else:
+                say(
+                    f"training failed: {one_line(exc)} (traceback in {self.run_dir / 'error.log'})",
+                    to_stderr=True,
+                )
+        finally:
+            self._finish(status)
+        return EXIT_CODES["bad_input" if bad_input else status]
+
+    def _request_stop(self, signum: int) -> None:
+        """The training loop stops after the current gradient step (then the checkpoint and
+        summary are written); a second Ctrl-C interrupts at once."""
+        say(f"received {signal_name(signum)}; stopping after this step", to_stderr=True)
+        self.task.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _status(self) -> str:
+        if self.task.diverged:
+            return "diverged"
+        if self.task.stop_requested or self.trainer.global_step < self.trainer.max_steps:
+            return "interrupted"
+        return "completed"
+
+    def _attach_run_callbacks(self) -> None:
+        """metrics.csv and W&B loggers, console progress, periodic last.ckpt."""
+        assert self.run_dir is not None
+        resume_step = checkpoint_global_step(self.ckpt_path) if self.ckpt_path else None
+        loggers: list[Any] = [MetricsCSVLogger(self.run_dir, resume_step=resume_step)]
+        self.wandb_logger = make_wandb_logger(self.wandb, self.run_dir, self.config)
+        if self.wandb_logger is not None:
+            loggers.append(self.wandb_logger)
+        self.trainer.loggers = loggers
+        self.trainer.callbacks.append(ConsoleProgress())
+        self.trainer.callbacks.append(
+            ModelCheckpoint(
+                dirpath=self.run_dir / "checkpoints",
+                save_last=True,
+                save_top_k=0,
+                train_time_interval=CHECKPOINT_EVERY,
+                save_on_train_epoch_end=False,
+            )
+        )
+
+    def _finish(self, status: str) -> None:
+        """Checkpoint, summary.json (written last, atomically), curves.png, W&B summary."""
+        run_dir, trainer = self.run_dir, self.trainer
+        assert run_dir is not None
+        try:
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        except Exception as exc:  # a failed run may have nothing consistent to save
+            say(f"no final checkpoint ({exc})", to_stderr=True)
+        phases = next(cb for cb in trainer.callbacks if isinstance(cb, PhaseDetector))
+        summary: dict[str, Any] = {
+            "status": status,
+            "steps": trainer.global_step,
+            **phases.summary(),
+            "predicted_transition_time": self.task.predicted_transition_time,
+            **(self.task.last_row or {}),
+        }
+        for callback in trainer.callbacks:
+            if isinstance(callback, ImplicitBiasProbe) and callback.references:
+                summary["references"] = callback.references
+        write_summary(run_dir, summary)
+        if (run_dir / METRICS).exists():
+            plot_run(run_dir)
+        if self.wandb_logger is not None:
+            self._finish_wandb(summary, status)
+        say(f"{status} after {summary['steps']} steps; results in {run_dir}")
+
+    def _finish_wandb(self, summary: dict[str, Any], status: str) -> None:
+        # W&B has no null: a phase not reached is simply absent from its summary.
+        flat = {k: v for k, v in summary.items() if v is not None and not isinstance(v, dict)}
+        flat.update({f"thresholds/{k}": v for k, v in summary["thresholds"].items()})
+        for name, metrics in summary.get("references", {}).items():
+            flat.update({f"references/{name}/{k}": v for k, v in metrics.items()})
+        self.wandb_logger.experiment.summary.update(flat)
+        self.wandb_logger.experiment.finish(exit_code=EXIT_CODES[status])
