@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from grokkit.errors import require
+
 
 class HomogeneousNet(nn.Module):
     """A net f(θ; x) with f(cθ; x) = c^degree · f(θ; x) for c > 0.
@@ -28,3 +30,11 @@ class HomogeneousNet(nn.Module):
         for p in self.parameters():
             p.mul_(alpha)
         self.alpha = alpha
+
+
+def check_operand_pairs(x: torch.Tensor, p: int) -> None:
+    """Modular-arithmetic inputs: rows (a, b) of operands below ``p`` (``model.net.p``)."""
+    require(
+        x.dim() == 2 and x.shape[1] == 2 and int(x.max()) < p,
+        f"model.net.p={p} does not fit the data's operands (max {int(x.max())})",
+    )

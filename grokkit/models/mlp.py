@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from grokkit.errors import require
-from grokkit.models.base import HomogeneousNet
+from grokkit.models.base import HomogeneousNet, check_operand_pairs
 
 
 class TwoLayerReLU(HomogeneousNet):
@@ -36,10 +36,7 @@ class TwoLayerReLU(HomogeneousNet):
         self.w2 = nn.Parameter(w2)
 
     def check_input(self, x: torch.Tensor) -> None:
-        require(
-            x.dim() == 2 and x.shape[1] == 2 and int(x.max()) < self.p,
-            f"model.net.p={self.p} does not fit the data's operands (max {int(x.max())})",
-        )
+        check_operand_pairs(x, self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.w1[x[:, 0]] + self.w1[self.p + x[:, 1]] + self.b1

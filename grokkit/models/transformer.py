@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from grokkit.errors import require
-from grokkit.models.base import HomogeneousNet
+from grokkit.models.base import HomogeneousNet, check_operand_pairs
 
 
 class ModularTransformer(HomogeneousNet):
@@ -45,10 +45,7 @@ class ModularTransformer(HomogeneousNet):
         self.unembed = nn.Linear(d_model, p, bias=False)
 
     def check_input(self, x: torch.Tensor) -> None:
-        require(
-            x.dim() == 2 and x.shape[1] == 2 and int(x.max()) < self.p,
-            f"model.net.p={self.p} does not fit the data's operands (max {int(x.max())})",
-        )
+        check_operand_pairs(x, self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         equals = torch.full_like(x[:, :1], self.p)
