@@ -1,5 +1,7 @@
 """PhaseDetector on synthetic evaluation rows."""
 
+import math
+
 import pytest
 
 from grokkit.callbacks import EvaluationCallback, PhaseDetector
@@ -37,12 +39,19 @@ def test_is_an_evaluation_callback():
     assert isinstance(PhaseDetector(), EvaluationCallback)
 
 
+# Crossings of _grokking_curve, interpolated linearly in time between the bracketing rows:
+# train acc 0.9 -> 1.0 over steps 1 -> 2 reaches 0.99 at 1.9; test acc 0.8 -> 0.97 over steps
+# 25 000 -> 30 000 reaches 0.95 at 25 000 + 5 000 * 0.15 / 0.17.
+MEMORIZED_AT = 1.9
+GROKKED_AT = 25_000 + 5_000 * 0.15 / 0.17  # 29 411.76
+
+
 def test_grokking_curve():
     det = _feed(PhaseDetector(), _grokking_curve())
-    assert det.memorization_step == 2
-    assert det.memorization_time == pytest.approx(LR * 2)
-    assert det.grokking_step == 30_000
-    assert det.grokking_time == pytest.approx(LR * 30_000)
+    assert det.memorization_step == 2  # the first whole step at or after the crossing
+    assert det.memorization_time == pytest.approx(LR * MEMORIZED_AT)
+    assert det.grokking_step == 29_412
+    assert det.grokking_time == pytest.approx(LR * GROKKED_AT)
     assert isinstance(det.memorization_step, int) and isinstance(det.grokking_step, int)
 
 
@@ -52,8 +61,8 @@ def test_times_come_from_the_time_column_not_the_step():
     for r in rows:
         r["time"] = 3.0 * r["step"] + 0.25
     det = _feed(PhaseDetector(), rows)
-    assert det.memorization_time == pytest.approx(6.25)
-    assert det.grokking_time == pytest.approx(90_000.25)
+    assert det.memorization_time == pytest.approx(3.0 * MEMORIZED_AT + 0.25)
+    assert det.grokking_time == pytest.approx(3.0 * GROKKED_AT + 0.25)
 
 
 def test_float_steps_become_int():
@@ -68,14 +77,14 @@ def test_first_crossing_is_kept():
     rows += [_row(50_000, 0.5, 0.5), _row(60_000, 1.0, 1.0)]
     det = _feed(PhaseDetector(), rows)
     assert det.memorization_step == 2
-    assert det.grokking_step == 30_000
+    assert det.grokking_step == 29_412
 
 
 def test_no_grokking():
     rows = [_row(s, 1.0 if s >= 3 else 0.6, 0.5) for s in [0, 1, 3, 10, 100, 1000, 10_000]]
     det = _feed(PhaseDetector(), rows)
     assert det.memorization_step == 3
-    assert det.memorization_time == pytest.approx(LR * 3)
+    assert det.memorization_time == pytest.approx(LR * (1 + 2 * 0.39 / 0.4))
     assert det.grokking_step is None and det.grokking_time is None
 
 
@@ -88,7 +97,7 @@ def test_no_memorization_leaves_both_none_even_with_high_test_acc():
 
 def test_grokking_cannot_precede_memorization():
     # Test accuracy is high before the training set is memorized: grokking is not reported
-    # until memorization, and then at the memorization step itself (test acc still high).
+    # until memorization, and then at the memorization time itself (test acc still high).
     rows = [
         _row(0, 0.5, 0.5),
         _row(10, 0.8, 0.97),
@@ -97,9 +106,9 @@ def test_grokking_cannot_precede_memorization():
         _row(40, 1.0, 1.0),
     ]
     det = _feed(PhaseDetector(), rows)
-    assert det.memorization_step == 30
-    assert det.grokking_step == 30
-    assert det.grokking_step >= det.memorization_step
+    assert det.memorization_step == 29  # train acc 0.9 -> 1.0 over steps 20 -> 30
+    assert det.grokking_step == 29
+    assert det.grokking_time == det.memorization_time == pytest.approx(LR * 29)
 
     # ... and if test accuracy dropped by then, grokking waits for the next crossing
     rows = [
@@ -110,8 +119,9 @@ def test_grokking_cannot_precede_memorization():
         _row(50, 1.0, 0.96),
     ]
     det = _feed(PhaseDetector(), rows)
-    assert det.memorization_step == 30
-    assert det.grokking_step == 50
+    assert det.memorization_step == 29
+    assert det.grokking_step == 50  # test acc 0.6 -> 0.96 over steps 40 -> 50
+    assert det.grokking_time == pytest.approx(LR * (40 + 10 * 0.35 / 0.36))
 
 
 def test_default_thresholds_are_inclusive():
@@ -131,9 +141,9 @@ def test_custom_thresholds_are_respected():
         _row(40, 1.0, 0.99),
     ]
     loose = _feed(PhaseDetector(memorization_threshold=0.8, grokking_threshold=0.7), rows)
-    assert (loose.memorization_step, loose.grokking_step) == (10, 20)
+    assert (loose.memorization_step, loose.grokking_step) == (9, 17)
     default = _feed(PhaseDetector(), rows)
-    assert (default.memorization_step, default.grokking_step) == (30, 40)
+    assert (default.memorization_step, default.grokking_step) == (28, 36)
     strict = _feed(PhaseDetector(memorization_threshold=1.0, grokking_threshold=1.0), rows)
     assert (strict.memorization_step, strict.grokking_step) == (30, None)
 
@@ -144,8 +154,9 @@ def test_state_dict_round_trip():
     state = det.state_dict()
     fresh = PhaseDetector()
     fresh.load_state_dict(state)
-    assert fresh.memorization_step == 2 and fresh.memorization_time == pytest.approx(0.02)
-    assert fresh.grokking_step == 30_000 and fresh.grokking_time == pytest.approx(300.0)
+    assert fresh.memorization_step == 2
+    assert fresh.memorization_time == pytest.approx(LR * MEMORIZED_AT)
+    assert fresh.grokking_step == 29_412 and fresh.grokking_time == pytest.approx(LR * GROKKED_AT)
     assert fresh.summary() == det.summary()
 
 
@@ -158,7 +169,8 @@ def test_resumed_detector_keeps_the_earlier_times():
     resumed.load_state_dict(first.state_dict())
     _feed(resumed, rows[6:])
     assert resumed.memorization_step == 2
-    assert resumed.grokking_step == 30_000
+    assert resumed.grokking_step == 29_412  # interpolated from the row before the checkpoint
+    assert resumed.summary() == _feed(PhaseDetector(), rows).summary()
 
 
 def test_load_state_dict_from_empty_state_resets():
@@ -200,13 +212,19 @@ def _regression_curve() -> list[dict[str, float]]:
 
 
 def test_regression_phases_use_losses():
+    # losses are interpolated in log: train loss 0.1 -> 1e-6 over steps 0 -> 10 reaches 1e-4
+    # at 6; test loss 0.01 -> 5e-4 over steps 10 000 -> 20 000 reaches 0.01 * 0.08 at
+    # 10 000 + 10 000 * ln(0.08) / ln(0.05)
     det = _feed(PhaseDetector(), _regression_curve())
-    assert det.memorization_step == 10  # first train loss <= 1e-4
-    assert det.grokking_step == 20_000  # first test loss <= 0.01 * 0.08
-    assert det.grokking_time == pytest.approx(200.0)
+    assert det.memorization_step == 6
+    assert det.memorization_test_loss == 0.08  # the level at the memorization row
+    grokked = 10_000 + 10_000 * math.log(0.08) / math.log(0.05)
+    assert det.grokking_step == math.ceil(grokked)
+    assert det.grokking_time == pytest.approx(LR * grokked)
     assert det.misgrokking_step is None  # not defined for regression
     loose = _feed(PhaseDetector(grokking_loss_ratio=0.2), _regression_curve())
-    assert loose.grokking_step == 10_000
+    grokked = 1_000 + 9_000 * math.log(0.016 / 0.07) / math.log(0.01 / 0.07)
+    assert loose.grokking_time == pytest.approx(LR * grokked)
 
 
 def test_regression_without_memorization_finds_nothing():
@@ -249,10 +267,12 @@ def _misgrokking_curve() -> list[dict[str, float]]:
 def test_misgrokking_is_the_first_fall_below_threshold_after_grokking():
     det = _feed(PhaseDetector(), _misgrokking_curve())
     assert det.grokking_step == 1  # generalized as soon as it memorized
-    assert det.misgrokking_step == 20_000  # 0.9 at 10_000 is still above 0.6
-    assert det.misgrokking_time == pytest.approx(200.0)
+    # 0.9 at 10 000 is still above 0.6; 0.55 at 20 000 is below: crossed at 6/7 of the way
+    misgrokked = 10_000 + 10_000 * 0.3 / 0.35
+    assert det.misgrokking_step == math.ceil(misgrokked)
+    assert det.misgrokking_time == pytest.approx(LR * misgrokked)
     custom = _feed(PhaseDetector(misgrokking_threshold=0.92), _misgrokking_curve())
-    assert custom.misgrokking_step == 10_000
+    assert custom.misgrokking_time == pytest.approx(LR * (1_000 + 9_000 * 0.07 / 0.09))
 
 
 def test_no_misgrokking_without_grokking_first():
@@ -268,10 +288,19 @@ def test_misgrokking_state_survives_state_dict_round_trip():
     det = _feed(PhaseDetector(), _misgrokking_curve())
     fresh = PhaseDetector()
     fresh.load_state_dict(det.state_dict())
-    assert (fresh.misgrokking_step, fresh.misgrokking_time) == (20_000, pytest.approx(200.0))
+    assert fresh.summary() == det.summary() and fresh.misgrokking_step is not None
 
 
 @pytest.mark.parametrize("low", [-0.1, 0.95, 0.99])
 def test_misgrokking_threshold_must_sit_below_grokking_threshold(low):
     with pytest.raises(ConfigError, match="phases.misgrokking_threshold"):
         PhaseDetector(misgrokking_threshold=low)
+
+
+def test_crossing_is_interpolated_exactly_on_a_linear_ramp():
+    # test accuracy rises linearly in time from 0.5 (t = 100) to 1.0 (t = 200): the 0.95
+    # crossing is at t = 190, wherever the two evaluation rows bracketing it fall
+    rows = [_row(0, 0.5, 0.5), _row(1, 1.0, 0.5), _row(10_000, 1.0, 0.5), _row(20_000, 1.0, 1.0)]
+    det = _feed(PhaseDetector(), rows)
+    assert det.grokking_time == pytest.approx(190.0)
+    assert det.grokking_step == 19_000

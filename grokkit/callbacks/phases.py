@@ -1,5 +1,6 @@
 """Detect the memorization, grokking and misgrokking times from the evaluation rows."""
 
+import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -14,15 +15,20 @@ class PhaseDetector(EvaluationCallback):
     """Finds the phase times in the evaluation rows (times are gradient-flow times, Σ η).
 
     Classification (rows with accuracy columns):
-    - memorization: first evaluation with train/acc ≥ ``memorization_threshold``;
-    - grokking: first evaluation at or after memorization with test/acc ≥ ``grokking_threshold``;
-    - misgrokking: first evaluation after grokking with test/acc < ``misgrokking_threshold``
+    - memorization: train/acc first reaches ``memorization_threshold``;
+    - grokking: test/acc first reaches ``grokking_threshold``, at or after memorization;
+    - misgrokking: test/acc first falls below ``misgrokking_threshold`` after grokking
       (the test accuracy collapses after having generalized, paper Fig. 1b).
 
     Regression (no accuracy columns):
-    - memorization: first evaluation with train/loss ≤ ``memorization_loss``;
-    - grokking: first evaluation after it with test/loss ≤ ``grokking_loss_ratio`` × the test
-      loss at memorization (the plateau's level); misgrokking is not defined.
+    - memorization: train/loss first reaches ``memorization_loss``;
+    - grokking: after it, test/loss first reaches ``grokking_loss_ratio`` × the test loss at
+      memorization (the plateau's level); misgrokking is not defined.
+
+    Each time is interpolated between the two evaluation rows that bracket the crossing
+    (linearly in time; in the log of the loss for losses), not the first row past it: on a
+    log-spaced schedule that row can be several percent late. Steps are the first whole step
+    at or after the interpolated crossing.
 
     The state is saved in checkpoints, so a resumed run keeps the times already found.
 
@@ -44,6 +50,7 @@ class PhaseDetector(EvaluationCallback):
         "grokking_time",
         "misgrokking_step",
         "misgrokking_time",
+        "previous",
     )
 
     def __init__(
@@ -87,39 +94,43 @@ class PhaseDetector(EvaluationCallback):
         self.grokking_time: float | None = None
         self.misgrokking_step: int | None = None
         self.misgrokking_time: float | None = None
+        self.previous: dict[str, float] | None = None  # the last row's values, to interpolate
 
     def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
+        previous, self.previous = self.previous, {k: row[k] for k in _KEPT if k in row}
         classification = "train/acc" in row
         if self.memorization_step is None:
-            memorized = (
-                row["train/acc"] >= self.memorization_threshold
-                if classification
-                else row["train/loss"] <= self.memorization_loss
-            )
-            if memorized:
-                self.memorization_step, self.memorization_time = int(row["step"]), row["time"]
-                self.memorization_test_loss = row.get("test/loss")
-                rank_zero_info(f"memorized at step {row['step']} (t = {row['time']:.4g})")
-        if self.memorization_step is None:
-            return
+            if classification:
+                crossed = _crossing(previous, row, "train/acc", self.memorization_threshold)
+            else:
+                crossed = _crossing(
+                    previous, row, "train/loss", self.memorization_loss, falling=True, log=True
+                )
+            if crossed is None:
+                return
+            self.memorization_step, self.memorization_time = crossed
+            self.memorization_test_loss = row.get("test/loss")
+            _announce("memorized", crossed)
         if self.grokking_step is None:
-            generalized = (
-                row["test/acc"] >= self.grokking_threshold
-                if classification
-                else row["test/loss"] <= self.grokking_loss_ratio * self.memorization_test_loss
+            if classification:
+                crossed = _crossing(previous, row, "test/acc", self.grokking_threshold)
+            else:
+                level = self.grokking_loss_ratio * self.memorization_test_loss
+                crossed = _crossing(previous, row, "test/loss", level, falling=True, log=True)
+            if crossed is not None:  # never before memorization
+                self.grokking_step = max(crossed[0], self.memorization_step)
+                self.grokking_time = max(crossed[1], self.memorization_time)
+                _announce("grokked", (self.grokking_step, self.grokking_time))
+        elif classification and self.misgrokking_step is None:
+            crossed = _crossing(
+                previous, row, "test/acc", self.misgrokking_threshold, falling=True, strict=True
             )
-            if generalized:
-                self.grokking_step, self.grokking_time = int(row["step"]), row["time"]
-                rank_zero_info(f"grokked at step {row['step']} (t = {row['time']:.4g})")
-        elif (
-            classification
-            and self.misgrokking_step is None
-            and row["test/acc"] < self.misgrokking_threshold
-        ):
-            self.misgrokking_step, self.misgrokking_time = int(row["step"]), row["time"]
-            rank_zero_info(f"misgrokked at step {row['step']} (t = {row['time']:.4g})")
+            if crossed is not None:
+                self.misgrokking_step = max(crossed[0], self.grokking_step)
+                self.misgrokking_time = max(crossed[1], self.grokking_time)
+                _announce("misgrokked", crossed)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -137,3 +148,42 @@ class PhaseDetector(EvaluationCallback):
                 "grokking_test_loss_ratio": self.grokking_loss_ratio,
             },
         }
+
+
+_KEPT = ("step", "time", "train/acc", "test/acc", "train/loss", "test/loss")
+
+
+def _crossing(
+    previous: dict[str, float] | None,
+    row: dict[str, float],
+    key: str,
+    threshold: float,
+    falling: bool = False,
+    log: bool = False,
+    strict: bool = False,
+) -> tuple[int, float] | None:
+    """Where ``row[key]`` has crossed ``threshold`` (upwards, or downwards with ``falling``;
+    ``strict``: must pass it, not just reach it): None if it has not; else (step, time),
+    interpolated linearly in time between ``previous`` and ``row`` (in the log of the value
+    with ``log``, for losses spanning decades). The step is the first whole step at or after
+    the interpolated crossing. Without a usable previous row, the row's own step and time."""
+    value = row[key]
+    sign = -1.0 if falling else 1.0
+    reached = sign * value > sign * threshold if strict else sign * value >= sign * threshold
+    if not reached:  # (NaN never reaches)
+        return None
+    step, time = int(row["step"]), float(row["time"])
+    before = None if previous is None else previous.get(key)
+    if before is None or not math.isfinite(before) or (log and min(before, value, threshold) <= 0):
+        return step, time
+    if log:
+        before, value, threshold = math.log(before), math.log(value), math.log(threshold)
+    fraction = (threshold - before) / (value - before) if value != before else 1.0
+    fraction = min(max(fraction, 0.0), 1.0)
+    step0, time0 = previous["step"], previous["time"]
+    crossed_step = math.ceil(step0 + fraction * (step - step0) - 1e-9)
+    return min(max(crossed_step, int(step0)), step), time0 + fraction * (time - time0)
+
+
+def _announce(what: str, at: tuple[int, float]) -> None:
+    rank_zero_info(f"{what} at step {at[0]} (t = {at[1]:.4g})")
