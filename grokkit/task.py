@@ -4,6 +4,7 @@ import math
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -38,7 +39,14 @@ class GrokTask(pl.LightningModule):
         lr_warmup_start: first learning rate of the warm-up (required when warming up).
         lr_normalize_by_loss: step on log L instead of L (loss computed stably in float64):
             θ ← θ − η∇L/L, so the effective step size η/L grows as the loss falls and
-            gradient-flow time advances on a log scale (paper Fig. 4, with λ = 0).
+            gradient-flow time advances on a log scale (paper Fig. 4, with λ = 0). Time and
+            loss are carried as logarithms, so t beyond 10^308 and L below 10^−308 stay
+            representable: rows gain ``log10_time`` and ``train/log_loss``.
+        lr_normalize_below_log_loss: with ``lr_normalize_by_loss``, take plain steps at
+            ``lr_plain`` until log L falls below this value, normalized steps after (the
+            reference scripts' schedule: −5, with ``lr_plain`` = 10η); None: normalized
+            from the first step.
+        lr_plain: learning rate of those plain steps (default ``lr``).
         batch_size: None for full-batch gradient descent (the paper's); otherwise each step
             uses a random minibatch of this size from the training set (Omnigrok).
         eval_points: number of log-spaced evaluation steps in [1, max_steps] (plus step 0).
@@ -55,6 +63,8 @@ class GrokTask(pl.LightningModule):
         lr_warmup_steps: int = 0,
         lr_warmup_start: float | None = None,
         lr_normalize_by_loss: bool = False,
+        lr_normalize_below_log_loss: float | None = None,
+        lr_plain: float | None = None,
         batch_size: int | None = None,
         eval_points: int = 300,
     ) -> None:
@@ -67,6 +77,12 @@ class GrokTask(pl.LightningModule):
             lr_warmup_steps == 0 or (lr_warmup_start is not None and lr_warmup_start > 0),
             f"model.lr_warmup_start must be > 0 when warming up, got {lr_warmup_start}",
         )
+        require(
+            not (lr_normalize_by_loss and weight_decay > 0),
+            f"model.lr_normalize_by_loss needs model.weight_decay = 0 (got {weight_decay}): "
+            f"with a loss-normalized step the decay would not follow gradient flow",
+        )
+        require(lr_plain is None or lr_plain > 0, f"model.lr_plain must be > 0, got {lr_plain}")
         require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
         require(
             batch_size is None or batch_size >= 1,
@@ -78,6 +94,8 @@ class GrokTask(pl.LightningModule):
         self.net.scale_init_(alpha)
         self.objective = OBJECTIVES[loss]
         self.flow_time = 0.0  # gradient-flow time t = Σ η over the steps taken
+        self.log_flow_time = -math.inf  # ln t, kept for loss-normalized steps (t may overflow)
+        self.plain_phase = True  # loss-normalized runs: still taking plain steps
         self.last_row: dict[str, float] | None = None
         self.diverged = False
         self.stop_requested = False  # set from a signal handler; the chunk loop checks it
@@ -139,13 +157,36 @@ class GrokTask(pl.LightningModule):
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         if self.hparams.lr_normalize_by_loss:
-            log_loss = self.objective.log_loss(self.net(x), y)
-            log_loss.backward()
-            lr = lr / math.exp(log_loss.item())  # the step actually taken on L: η/L
-        else:
-            self.objective.loss(self.net(x), y).backward()
+            self._normalized_step(optimizer, x, y, lr)
+            return
+        self.objective.loss(self.net(x), y).backward()
         optimizer.step()
         self.flow_time += lr
+
+    def _normalized_step(
+        self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> None:
+        """A step of η on log L, i.e. of η/L on L (time advances by η/L, added in log space);
+        or, before log L falls below ``lr_normalize_below_log_loss``, a plain step."""
+        h = self.hparams
+        log_loss = self.objective.log_loss(self.net(x), y)
+        log_value = log_loss.item()
+        plain = h.lr_normalize_below_log_loss is not None and (
+            self.plain_phase and log_value >= h.lr_normalize_below_log_loss
+        )
+        self.plain_phase = plain
+        if plain:
+            lr = h.lr_plain or lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            self.objective.loss(self.net(x), y).backward()
+            log_step = math.log(lr)
+        else:
+            log_loss.backward()
+            log_step = math.log(lr) - log_value  # ln(η/L)
+        optimizer.step()
+        self.log_flow_time = float(np.logaddexp(self.log_flow_time, log_step))
+        self.flow_time = math.exp(self.log_flow_time) if self.log_flow_time < 709 else math.inf
 
     # ---- evaluation: shared by fit (at schedule points), validate and test ----
 
@@ -167,12 +208,19 @@ class GrokTask(pl.LightningModule):
         row["param_norm"] = torch.linalg.vector_norm(
             torch.cat([p.detach().flatten() for p in self.parameters()])
         ).item()
+        if self.hparams.lr_normalize_by_loss:  # t and L past float64's range, as logarithms
+            row["log10_time"] = self.log_flow_time / math.log(10)
+            x, y = batch["train"]
+            row["train/log_loss"] = self.objective.log_loss(outputs["train"], y).item()
         return row
 
     def record(self, batch: Batch) -> None:
         """Evaluate, let evaluation callbacks add columns, then send the row to every logger."""
         row = self.evaluate(batch)
-        self.diverged = not all(math.isfinite(v) for v in row.values())
+        # time may overflow to inf by design (loss-normalized runs); log10_time starts at −inf
+        self.diverged = not all(
+            math.isfinite(v) for k, v in row.items() if k not in ("time", "log10_time")
+        )
         for callback in self.trainer.callbacks:
             if isinstance(callback, EvaluationCallback):
                 callback.on_evaluation(self.trainer, self, batch, row)
@@ -197,6 +245,8 @@ class GrokTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["grokkit"] = {
             "flow_time": self.flow_time,
+            "log_flow_time": self.log_flow_time,
+            "plain_phase": self.plain_phase,
             "last_row": self.last_row,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -205,9 +255,10 @@ class GrokTask(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("grokkit", {})
         self.flow_time = state.get("flow_time", 0.0)
+        self.log_flow_time = state.get("log_flow_time", -math.inf)
+        self.plain_phase = state.get("plain_phase", True)
         self.last_row = state.get("last_row")
         if state.get("torch_rng") is not None:
             torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-

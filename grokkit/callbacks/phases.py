@@ -51,6 +51,7 @@ class PhaseDetector(EvaluationCallback):
         "misgrokking_step",
         "misgrokking_time",
         "previous",
+        "log10_times",
     )
 
     def __init__(
@@ -95,42 +96,63 @@ class PhaseDetector(EvaluationCallback):
         self.misgrokking_step: int | None = None
         self.misgrokking_time: float | None = None
         self.previous: dict[str, float] | None = None  # the last row's values, to interpolate
+        self.log10_times: dict[str, float] = {}  # phase -> log10 t, on the log10 t clock
 
     def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         previous, self.previous = self.previous, {k: row[k] for k in _KEPT if k in row}
         classification = "train/acc" in row
+        # loss-normalized runs: t may pass 10^308, so crossings are placed on log10 t
+        clock = "log10_time" if "log10_time" in row else "time"
+
+        def crossing(key: str, threshold: float, **kind: bool) -> tuple[int, float] | None:
+            return _crossing(previous, row, key, threshold, clock=clock, **kind)
+
         if self.memorization_step is None:
             if classification:
-                crossed = _crossing(previous, row, "train/acc", self.memorization_threshold)
+                crossed = crossing("train/acc", self.memorization_threshold)
             else:
-                crossed = _crossing(
-                    previous, row, "train/loss", self.memorization_loss, falling=True, log=True
-                )
+                crossed = crossing("train/loss", self.memorization_loss, falling=True, log=True)
             if crossed is None:
                 return
-            self.memorization_step, self.memorization_time = crossed
+            self._found("memorization", crossed, clock)
             self.memorization_test_loss = row.get("test/loss")
-            _announce("memorized", crossed)
         if self.grokking_step is None:
             if classification:
-                crossed = _crossing(previous, row, "test/acc", self.grokking_threshold)
+                crossed = crossing("test/acc", self.grokking_threshold)
             else:
                 level = self.grokking_loss_ratio * self.memorization_test_loss
-                crossed = _crossing(previous, row, "test/loss", level, falling=True, log=True)
-            if crossed is not None:  # never before memorization
-                self.grokking_step = max(crossed[0], self.memorization_step)
-                self.grokking_time = max(crossed[1], self.memorization_time)
-                _announce("grokked", (self.grokking_step, self.grokking_time))
-        elif classification and self.misgrokking_step is None:
-            crossed = _crossing(
-                previous, row, "test/acc", self.misgrokking_threshold, falling=True, strict=True
-            )
+                crossed = crossing("test/loss", level, falling=True, log=True)
             if crossed is not None:
-                self.misgrokking_step = max(crossed[0], self.grokking_step)
-                self.misgrokking_time = max(crossed[1], self.grokking_time)
-                _announce("misgrokked", crossed)
+                self._found("grokking", crossed, clock, after="memorization")
+        elif classification and self.misgrokking_step is None:
+            crossed = crossing("test/acc", self.misgrokking_threshold, falling=True, strict=True)
+            if crossed is not None:
+                self._found("misgrokking", crossed, clock, after="grokking")
+
+    def _found(
+        self, phase: str, at: tuple[int, float], clock: str, after: str | None = None
+    ) -> None:
+        """Set ``<phase>_step`` and ``<phase>_time`` (never before the phase ``after``)."""
+        step, when = at
+        if clock == "log10_time":
+            if after is not None:
+                when = max(when, self.log10_times[after])
+            self.log10_times[phase] = when
+            when = 10.0**when if when < 308 else math.inf
+        elif after is not None:
+            when = max(when, getattr(self, f"{after}_time"))
+        if after is not None:
+            step = max(step, getattr(self, f"{after}_step"))
+        setattr(self, f"{phase}_step", step)
+        setattr(self, f"{phase}_time", when)
+        verb = {"memorization": "memorized", "grokking": "grokked", "misgrokking": "misgrokked"}
+        rank_zero_info(f"{verb[phase]} at step {step} (t = {when:.4g})")
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.log10_times = self.log10_times or {}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -140,6 +162,7 @@ class PhaseDetector(EvaluationCallback):
             "grokking_time": self.grokking_time,
             "misgrokking_step": self.misgrokking_step,
             "misgrokking_time": self.misgrokking_time,
+            **{f"{phase}_log10_time": v for phase, v in self.log10_times.items()},
             "thresholds": {
                 "memorization_train_acc": self.memorization_threshold,
                 "grokking_test_acc": self.grokking_threshold,
@@ -150,7 +173,7 @@ class PhaseDetector(EvaluationCallback):
         }
 
 
-_KEPT = ("step", "time", "train/acc", "test/acc", "train/loss", "test/loss")
+_KEPT = ("step", "time", "log10_time", "train/acc", "test/acc", "train/loss", "test/loss")
 
 
 def _crossing(
@@ -161,29 +184,32 @@ def _crossing(
     falling: bool = False,
     log: bool = False,
     strict: bool = False,
+    clock: str = "time",
 ) -> tuple[int, float] | None:
     """Where ``row[key]`` has crossed ``threshold`` (upwards, or downwards with ``falling``;
     ``strict``: must pass it, not just reach it): None if it has not; else (step, time),
-    interpolated linearly in time between ``previous`` and ``row`` (in the log of the value
-    with ``log``, for losses spanning decades). The step is the first whole step at or after
-    the interpolated crossing. Without a usable previous row, the row's own step and time."""
+    interpolated linearly in ``clock`` (time, or log10_time) between ``previous`` and ``row``
+    (in the log of the value with ``log``, for losses spanning decades). The step is the first
+    whole step at or after the interpolated crossing. Without a usable previous row, the
+    row's own step and time."""
     value = row[key]
     sign = -1.0 if falling else 1.0
     reached = sign * value > sign * threshold if strict else sign * value >= sign * threshold
     if not reached:  # (NaN never reaches)
         return None
-    step, time = int(row["step"]), float(row["time"])
+    step, time = int(row["step"]), float(row[clock])
     before = None if previous is None else previous.get(key)
-    if before is None or not math.isfinite(before) or (log and min(before, value, threshold) <= 0):
+    if (
+        before is None
+        or not math.isfinite(before)
+        or not math.isfinite(previous.get(clock, math.nan))
+        or (log and min(before, value, threshold) <= 0)
+    ):
         return step, time
     if log:
         before, value, threshold = math.log(before), math.log(value), math.log(threshold)
     fraction = (threshold - before) / (value - before) if value != before else 1.0
     fraction = min(max(fraction, 0.0), 1.0)
-    step0, time0 = previous["step"], previous["time"]
+    step0, time0 = previous["step"], previous[clock]
     crossed_step = math.ceil(step0 + fraction * (step - step0) - 1e-9)
     return min(max(crossed_step, int(step0)), step), time0 + fraction * (time - time0)
-
-
-def _announce(what: str, at: tuple[int, float]) -> None:
-    rank_zero_info(f"{what} at step {at[0]} (t = {at[1]:.4g})")

@@ -72,9 +72,14 @@ def _plot_group(
 
 
 def _uses_time_axis(run_dir: Path) -> bool:
-    """Loss-normalized runs (paper Fig. 4) are drawn against 1 + t: their steps are not time."""
+    """Loss-normalized runs (paper Fig. 4) are drawn against time: their steps are not time."""
     model = read_config(run_dir).get("model") or {}
     return bool(model.get("lr_normalize_by_loss"))
+
+
+def log10_one_plus_t(log10_t: np.ndarray | float) -> np.ndarray:
+    """log10(1 + t) from log10 t, for any t (also past 10^308): the paper's Fig. 4 axis."""
+    return np.logaddexp(0.0, np.asarray(log10_t, dtype=float) * math.log(10)) / math.log(10)
 
 
 def step_at_time(steps: np.ndarray, times: np.ndarray, t: float) -> float | None:
@@ -85,14 +90,19 @@ def step_at_time(steps: np.ndarray, times: np.ndarray, t: float) -> float | None
 
 
 def plot_run(run_dir: Path) -> Path:
-    """Accuracy (classification) and loss against step on a log axis (against 1 + t for
-    loss-normalized runs), ‖θ‖ on a twin axis, with vertical markers at memorization, grokking,
-    misgrokking and the predicted transition ln(α)/λ."""
+    """Accuracy (classification) and loss against step on a log axis (loss-normalized runs:
+    against 1 + t, or log10(1 + t) when t is carried as log10_time), ‖θ‖ on a twin axis, with
+    vertical markers at memorization, grokking, misgrokking and the predicted transition."""
     run_dir = Path(run_dir)
     cols = {k: np.asarray(v) for k, v in read_metrics(run_dir / METRICS).items()}
     summary = read_summary(run_dir)
     time_axis = _uses_time_axis(run_dir)
-    if time_axis:
+    log_clock = time_axis and "log10_time" in cols
+    if log_clock:  # log10(1 + t) on a log axis: t spans hundreds of decades
+        x_all = log10_one_plus_t(cols["log10_time"])
+        keep = x_all > 0
+        x = x_all[keep]
+    elif time_axis:
         keep = np.ones_like(cols["step"], dtype=bool)
         x = 1 + cols["time"]
     else:
@@ -105,6 +115,11 @@ def plot_run(run_dir: Path) -> Path:
     fig, axes = plt.subplots(
         1 + bool(extra), n_cols, figsize=(6.5 * n_cols, 4.2 * (1 + bool(extra))), squeeze=False
     )
+    x_label = "step"
+    if log_clock:
+        x_label = "log10(1 + t), t the gradient-flow time"
+    elif time_axis:
+        x_label = "1 + t (gradient-flow time)"
     predicted = summary.get("predicted_transition_time")
     if predicted is None:
         predicted_x = None
@@ -116,11 +131,14 @@ def plot_run(run_dir: Path) -> Path:
 
     def mark_phases(ax: Any) -> None:
         for phase, (name, colour) in MARKERS.items():
-            at = summary.get(f"{phase}_time" if time_axis else f"{phase}_step")
-            if at is not None:
-                ax.axvline(
-                    1 + at if time_axis else max(at, 1), color=colour, ls="--", lw=1, label=name
-                )
+            if log_clock:
+                at = summary.get(f"{phase}_log10_time")
+                at = None if at is None else float(log10_one_plus_t(at))
+            else:
+                at = summary.get(f"{phase}_time" if time_axis else f"{phase}_step")
+                at = None if at is None else (1 + at if time_axis else max(at, 1))
+            if at:
+                ax.axvline(at, color=colour, ls="--", lw=1, label=name)
         if predicted_x:
             ax.axvline(predicted_x, color="k", ls=":", lw=1, label="ln(α)/λ")
 
@@ -139,7 +157,7 @@ def plot_run(run_dir: Path) -> Path:
         ax.set_xscale("log")
         if metric == "loss":
             ax.set_yscale("log")
-        ax.set_xlabel("1 + t (gradient-flow time)" if time_axis else "step")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(label)
         mark_phases(ax)
         twin = ax.twinx()
@@ -151,7 +169,7 @@ def plot_run(run_dir: Path) -> Path:
     for ax, group in zip(axes[1] if extra else [], extra, strict=False):
         _plot_group(ax, group, cols, keep, x, references)
         ax.set_xscale("log")
-        ax.set_xlabel("1 + t (gradient-flow time)" if time_axis else "step")
+        ax.set_xlabel(x_label)
         mark_phases(ax)
         ax.legend(fontsize=8, loc="best")
     for row in axes:
