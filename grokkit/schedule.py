@@ -41,3 +41,31 @@ def warmup_lr(step: int, lr: float, warmup_steps: int, warmup_start: float | Non
     if step >= warmup_steps or warmup_start is None:
         return lr
     return warmup_start * math.exp(math.log(lr / warmup_start) * step / warmup_steps)
+
+
+class FlowSchedule:
+    """Evaluation times for the adaptive integrator: t = 0 plus ``points`` times log-spaced in
+    [``first``, ``horizon``] (the integrator lands exactly on each)."""
+
+    def __init__(self, horizon: float, points: int, first: float) -> None:
+        first = min(first, horizon)
+        self.times = [0.0, *sorted({float(t) for t in np.geomspace(first, horizon, num=points)})]
+        self.times[-1] = horizon  # exactly, whatever geomspace rounds to
+
+    def next_after(self, t: float) -> float:
+        """The first evaluation time strictly after ``t`` (the horizon at the end)."""
+        i = bisect.bisect_right(self.times, t)
+        return self.times[min(i, len(self.times) - 1)]
+
+
+def gd_flow_time(max_steps: int, lr: float, warmup_steps: int, warmup_start: float | None) -> float:
+    """t = Σ η over ``max_steps`` gradient-descent steps with the geometric warm-up: the flow
+    time a fixed-step run of this config reaches (the adaptive integrator's default horizon)."""
+    warm = min(warmup_steps, max_steps) if warmup_start is not None else 0
+    if warm == 0:
+        return max_steps * lr
+    ratio = math.exp(math.log(lr / warmup_start) / warmup_steps)
+    if ratio == 1:
+        return max_steps * lr
+    warm_time = warmup_start * (ratio**warm - 1) / (ratio - 1)  # a geometric series
+    return warm_time + (max_steps - warm) * lr

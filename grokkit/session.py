@@ -101,7 +101,7 @@ class FitSession:
     def _status(self) -> str:
         if self.task.diverged:
             return "diverged"
-        if self.task.stop_requested or self.trainer.global_step < self.trainer.max_steps:
+        if self.task.stop_requested or not self.task.at_end:
             return "interrupted"
         return "completed"
 
@@ -137,6 +137,8 @@ class FitSession:
         summary: dict[str, Any] = {
             "status": status,
             "steps": trainer.global_step,
+            "integrator": self.task.hparams.integrator,
+            "gradient_evaluations": self.task.gradient_evaluations,
             **phases.summary(),
             "predicted_transition_time": self.task.predicted_transition_time,
             **(self.task.last_row or {}),

@@ -9,12 +9,14 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.callbacks.base import EvaluationCallback
+from grokkit.console import say
 from grokkit.data.full_batch import Batch
 from grokkit.errors import require
+from grokkit.integrators import AdaptiveFlow, IntegrationError
 from grokkit.lightning_adapter import count_optimizer_steps
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
-from grokkit.schedule import EvalSchedule, warmup_lr
+from grokkit.schedule import EvalSchedule, FlowSchedule, gd_flow_time, warmup_lr
 from grokkit.theory.transition import transition_time
 
 
@@ -49,7 +51,15 @@ class GrokTask(pl.LightningModule):
         lr_plain: learning rate of those plain steps (default ``lr``).
         batch_size: None for full-batch gradient descent (the paper's); otherwise each step
             uses a random minibatch of this size from the training set (Omnigrok).
-        eval_points: number of log-spaced evaluation steps in [1, max_steps] (plus step 0).
+        eval_points: number of log-spaced evaluation points (plus the initialization): steps
+            in [1, max_steps] for ``gd``, flow times in [lr, horizon] for ``adaptive``.
+        integrator: "gd" (fixed-step gradient descent, the paper's algorithm) or "adaptive"
+            (the gradient flow dθ/dt = −∇L − λθ integrated under error control, see
+            ``grokkit.integrators``; full batch, ``sgd`` only; the warm-up keys do not apply).
+        rtol: the adaptive integrator's local error tolerance, relative to ‖θ‖.
+        max_flow_time: stop when the flow time t reaches this (either integrator; the run
+            also stops at ``trainer.max_steps``). Default for ``adaptive``: the t that ``gd``
+            reaches in ``trainer.max_steps`` steps of this config.
     """
 
     def __init__(
@@ -67,6 +77,9 @@ class GrokTask(pl.LightningModule):
         lr_plain: float | None = None,
         batch_size: int | None = None,
         eval_points: int = 300,
+        integrator: Literal["gd", "adaptive"] = "gd",
+        rtol: float = 1e-3,
+        max_flow_time: float | None = None,
     ) -> None:
         super().__init__()
         require(alpha > 0, f"model.alpha (init scale) must be > 0, got {alpha}")
@@ -83,6 +96,18 @@ class GrokTask(pl.LightningModule):
             f"with a loss-normalized step the decay would not follow gradient flow",
         )
         require(lr_plain is None or lr_plain > 0, f"model.lr_plain must be > 0, got {lr_plain}")
+        require(rtol > 0, f"model.rtol must be > 0, got {rtol}")
+        require(
+            max_flow_time is None or max_flow_time > 0,
+            f"model.max_flow_time must be > 0 (or null), got {max_flow_time}",
+        )
+        if integrator == "adaptive":
+            require(
+                optimizer == "sgd" and batch_size is None and not lr_normalize_by_loss,
+                "model.integrator=adaptive integrates the full-batch gradient flow: it needs "
+                f"model.optimizer=sgd (got {optimizer}), model.batch_size=null (got "
+                f"{batch_size}) and model.lr_normalize_by_loss=false",
+            )
         require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
         require(
             batch_size is None or batch_size >= 1,
@@ -99,7 +124,11 @@ class GrokTask(pl.LightningModule):
         self.last_row: dict[str, float] | None = None
         self.diverged = False
         self.stop_requested = False  # set from a signal handler; the chunk loop checks it
-        self.schedule: EvalSchedule | None = None
+        self.schedule: EvalSchedule | FlowSchedule | None = None
+        self.gradient_evaluations = 0  # every gradient computed (rejected trial steps included)
+        self.flow: AdaptiveFlow | None = None
+        self._flow_state: dict[str, Any] | None = None  # from a checkpoint, until training starts
+        self._train_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def alpha(self) -> float:
@@ -127,24 +156,84 @@ class GrokTask(pl.LightningModule):
 
     # ---- training: one Lightning step = one chunk of gradient steps ----
 
+    @property
+    def horizon(self) -> float | None:
+        """The flow time the run ends at (None: gd without max_flow_time, ends by steps)."""
+        h = self.hparams
+        if h.max_flow_time is not None or h.integrator == "gd":
+            return h.max_flow_time
+        steps = self.trainer.max_steps
+        return gd_flow_time(steps, h.lr, h.lr_warmup_steps, h.lr_warmup_start)
+
+    @property
+    def at_end(self) -> bool:
+        """Whether the run has reached its end: max_steps, or the horizon in flow time."""
+        horizon = self.horizon
+        reached = horizon is not None and self.flow_time >= horizon
+        return reached or self.global_step >= self.trainer.max_steps
+
     def on_train_start(self) -> None:
-        self.schedule = EvalSchedule(self.trainer.max_steps, self.hparams.eval_points)
+        h = self.hparams
+        if h.integrator == "gd":
+            self.schedule = EvalSchedule(self.trainer.max_steps, h.eval_points)
+            return
+        self.schedule = FlowSchedule(self.horizon, h.eval_points, first=h.lr)
+        self.flow = AdaptiveFlow(
+            list(self.net.parameters()), self._loss_gradient, h.weight_decay, rtol=h.rtol
+        )
+        if self._flow_state is not None:
+            self.flow.load_state_dict(self._flow_state)
+
+    def _loss_gradient(self) -> tuple[torch.Tensor, ...]:
+        """∇L at the net's current parameters, for the adaptive integrator."""
+        x, y = self._train_batch
+        params = list(self.net.parameters())
+        with torch.enable_grad():
+            return torch.autograd.grad(self.objective.loss(self.net(x), y), params)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         if self.last_row is None:  # evaluate the initialization once, before the first step
             self.record(batch)
+        if self.flow is not None:
+            self._flow_chunk(batch)
+            return
         start = self.global_step
         stop = self.schedule.next_after(start)
         optimizer = self.optimizers().optimizer  # the raw torch optimizer: no per-step hooks
         x, y = batch["train"]
         lr, warmup_steps = self.hparams.lr, self.hparams.lr_warmup_steps
         step = start
-        while step < stop and not self.stop_requested:
+        horizon = self.hparams.max_flow_time or math.inf
+        while step < stop and not self.stop_requested and self.flow_time < horizon:
             self.gradient_step(optimizer, x, y, self.lr_at(step) if step < warmup_steps else lr)
             step += 1
         count_optimizer_steps(self.trainer, step - start)
+        self.gradient_evaluations += step - start
+        self._end_chunk(batch)
+
+    def _flow_chunk(self, batch: Batch) -> None:
+        """Integrate the flow up to the next evaluation time (landing on it exactly)."""
+        flow = self.flow
+        target = self.schedule.next_after(flow.t)
+        accepted = flow.accepted
+        self._train_batch = batch["train"]
+        try:
+            while flow.t < target and not self.stop_requested:
+                flow.step(target)
+                if self.global_step + flow.accepted - accepted >= self.trainer.max_steps:
+                    break
+        except IntegrationError as error:  # a non-finite gradient, or the step collapsed
+            say(f"the integrator stopped at t = {flow.t:.6g}: {error}", to_stderr=True)
+            self.diverged = True
+        count_optimizer_steps(self.trainer, flow.accepted - accepted)
+        self.flow_time, self.gradient_evaluations = flow.t, flow.evaluations
+        self._end_chunk(batch)
+
+    def _end_chunk(self, batch: Batch) -> None:
+        diverged = self.diverged
         self.record(batch)
-        if self.diverged or self.stop_requested:
+        self.diverged = self.diverged or diverged
+        if self.diverged or self.stop_requested or self.at_end:
             self.trainer.should_stop = True
 
     def gradient_step(
@@ -208,6 +297,8 @@ class GrokTask(pl.LightningModule):
         row["param_norm"] = torch.linalg.vector_norm(
             torch.cat([p.detach().flatten() for p in self.parameters()])
         ).item()
+        if self.flow is not None:
+            row["gradient_evaluations"] = self.gradient_evaluations
         if self.hparams.lr_normalize_by_loss:  # t and L past float64's range, as logarithms
             row["log10_time"] = self.log_flow_time / math.log(10)
             x, y = batch["train"]
@@ -247,6 +338,8 @@ class GrokTask(pl.LightningModule):
             "flow_time": self.flow_time,
             "log_flow_time": self.log_flow_time,
             "plain_phase": self.plain_phase,
+            "gradient_evaluations": self.gradient_evaluations,
+            "flow": None if self.flow is None else self.flow.state_dict(),
             "last_row": self.last_row,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -257,6 +350,8 @@ class GrokTask(pl.LightningModule):
         self.flow_time = state.get("flow_time", 0.0)
         self.log_flow_time = state.get("log_flow_time", -math.inf)
         self.plain_phase = state.get("plain_phase", True)
+        self.gradient_evaluations = state.get("gradient_evaluations", 0)
+        self._flow_state = state.get("flow")
         self.last_row = state.get("last_row")
         if state.get("torch_rng") is not None:
             torch.set_rng_state(state["torch_rng"])

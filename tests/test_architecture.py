@@ -11,6 +11,7 @@ PACKAGE = Path(grokkit.__file__).parent
 # Lowest first. A module may import from its own layer's package or any lower layer.
 LAYERS = [
     ["errors", "console", "outcome", "signals", "schedule", "objectives", "theory"],
+    ["integrators"],
     ["lightning_adapter", "wandb_setup", "data", "models", "ntk", "rundir"],
     ["callbacks"],
     ["task"],

@@ -72,8 +72,7 @@ class NTKAlignment(EvaluationCallback):
 
     def due(self, trainer: pl.Trainer, task: pl.LightningModule, row: dict[str, float]) -> bool:
         """Off the cadence: the first computation (K0) and the last row of the run."""
-        last = trainer is not None and trainer.max_steps > 0 and row["step"] >= trainer.max_steps
-        return self.k0 is None or last
+        return self.k0 is None or bool(getattr(task, "at_end", False))
 
     def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]

@@ -1,4 +1,5 @@
-"""One console line per half decade of steps, instead of a per-step progress bar."""
+"""One console line per half decade of steps (of flow time for adaptive runs), instead of a
+per-step progress bar."""
 
 import math
 
@@ -19,10 +20,15 @@ class ConsoleProgress(EvaluationCallback):
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         step = int(row["step"])
-        bucket = int(math.log10(step) * self.per_decade) if step > 0 else -1
-        if bucket == self._last_bucket and step != trainer.max_steps:
+        horizon = getattr(task, "horizon", None)
+        # adaptive runs: buckets of flow time (in units of the first evaluation time, lr)
+        clock = row["time"] / task.hparams.lr if task.hparams.integrator == "adaptive" else step
+        bucket = int(math.log10(clock) * self.per_decade) if clock > 0 else -1
+        if bucket == self._last_bucket and not task.at_end:
             return
         self._last_bucket = bucket
         shown = [f"step {step:>9d}/{trainer.max_steps}", f"t {row['time']:10.4g}"]
+        if horizon is not None:
+            shown[1] += f"/{horizon:.4g}"
         shown += [f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "time")]
         rank_zero_info("  ".join(shown))
