@@ -1,7 +1,10 @@
-"""`grokkit fit` end to end: run directory, agent-form overrides, exit codes, resume, signals."""
+"""The CLI end to end (`grokkit fit`, `validate`, `report`): run directory, agent-form overrides,
+bad input as one line and exit 2, divergence, resume, signals; a tiny run of each experiment config
+kind (E2, E3, E5) with the right metrics columns."""
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,20 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import QUICKSTART, SMALL_E1
+from conftest import REPO, SMALL_E1, TINY
 
 from grokkit.cli import main
 from grokkit.rundir import BASE_COLUMNS
 
-# A few hundred fast steps on a small E1; agent-form overrides as `wandb agent` passes them.
-TINY = [
-    "--config",
-    str(QUICKSTART),
-    "--data.d=500",
-    "--data.n_test=200",
-    "--model.eval_points=20",
-    "--trainer.max_steps=60",
-]
+CONFIGS = REPO / "configs" / "cpu"
+E2 = CONFIGS / "e2_misgrokking.yaml"
+E3 = CONFIGS / "e3_modular_grokking.yaml"
+E5 = CONFIGS / "e5_matrix_completion.yaml"
 
 
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -119,6 +117,8 @@ def test_small_run_groks():
     assert s["test/acc"] >= 0.95 and s["train/acc"] == 1.0
 
 
+# ---------------------------------------------------------------- bad input
+
 BAD_INPUTS = [
     (["--model.alfa=3"], "model.alfa"),
     (["--model.alpha=abc"], "model.alpha"),
@@ -162,6 +162,51 @@ def test_dimension_mismatch_is_reported_as_bad_input(capsys):
     err = capsys.readouterr().err
     assert "model.net.d=7 does not match the data's input dimension 500" in err
     assert summary(Path("runs/quickstart"))["status"] == "failed"
+
+
+def test_a_callback_given_twice_is_one_line_of_bad_input(capsys):
+    # the quickstart config already has an NTKAlignment
+    argv = [
+        "fit",
+        *SMALL_E1,
+        "--trainer.max_steps=3",
+        "--trainer.callbacks+=grokkit.callbacks.NTKAlignment",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trainer.callbacks: NTKAlignment given twice" in err
+    assert not Path("runs").exists()
+
+
+EXPERIMENT_BAD_INPUTS = [
+    (E3, ["--data.p=1"], ("data.p", "model.net.p")),
+    (E3, ["--data.train_fraction=1.5"], ("data.train_fraction",)),
+    (E3, ["--data.train_fraction=0"], ("data.train_fraction",)),
+    (E3, ["--data.operation=pow"], ("data.operation", "operation")),
+    (E3, ["--data.operation=div", "--data.p=96"], ("data.p",)),
+    (E5, ["--data.observed_fraction=1.0"], ("data.observed_fraction",)),
+    (E5, ["--data.observed_fraction=0"], ("data.observed_fraction",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "extra", "named"),
+    EXPERIMENT_BAD_INPUTS,
+    ids=[f"{c.stem[:2]}:{' '.join(e)}" for c, e, _ in EXPERIMENT_BAD_INPUTS],
+)
+def test_bad_experiment_input_is_one_line_and_exit_2(config, extra, named, capsys):
+    assert config.is_file(), config
+    assert main(["fit", "--config", str(config), *extra]) == 2
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err_lines) == 1, err_lines
+    assert err_lines[0].startswith("grokkit: error:")
+    # data.p=1 reaches the net first through the ${data.init_args.p} interpolation, so either
+    # key that carries the user's value is accepted there
+    assert any(key in err_lines[0] for key in named), err_lines[0]
+    assert not Path("runs").exists()  # rejected before any run directory exists
+
+
+# ---------------------------------------------------------------- exit codes, resume, signals
 
 
 def test_divergence_stops_the_run_with_status_diverged():
@@ -250,3 +295,58 @@ def test_validate_and_report_on_a_finished_run(capsys):
         == 0
     )
     assert main(["report", "nowhere"]) == 2
+
+
+# ---------------------------------------------------------------- tiny runs of each task kind
+
+
+def _fit(config: Path, *extra: str) -> Path:
+    assert config.is_file(), config
+    run = Path("runs") / config.stem
+    assert main(["fit", "--config", str(config), "--trainer.max_steps=3", *extra]) == 0
+    s = summary(run)
+    assert s["status"] == "completed" and s["steps"] == 3
+    rows = read_rows(run)
+    assert [int(r["step"]) for r in rows][0] == 0 and int(rows[-1]["step"]) == 3
+    assert all(math.isfinite(float(v)) for r in rows for v in r.values() if v != "")
+    return run
+
+
+def test_tiny_e2_binary_classification_run():
+    run = _fit(E2, "--data.d=200", "--data.n_train=16", "--data.n_test=100")
+    rows = read_rows(run)
+    assert list(rows[0])[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    first = {k: float(v) for k, v in rows[0].items() if v != ""}
+    # diagonal net at u = v: zero output, logistic loss ln 2, ties count half, ‖θ0‖ = α = 128
+    assert first["train/loss"] == pytest.approx(math.log(2), rel=1e-6)
+    assert first["train/acc"] == first["test/acc"] == 0.5
+    assert first["param_norm"] == pytest.approx(128.0, rel=1e-5)
+    assert summary(run)["predicted_transition_time"] == pytest.approx(math.log(128) / 0.01)
+
+
+def test_tiny_e3_modular_classification_run():
+    run = _fit(E3, "--model.net.init_args.width=32", "--data.p=11")
+    rows = read_rows(run)
+    assert list(rows[0])[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    first = {k: float(v) for k, v in rows[0].items() if v != ""}
+    # W2 = 0 at init: all logits zero, cross-entropy ln p on both splits
+    assert first["train/loss"] == pytest.approx(math.log(11), rel=1e-6)
+    assert first["test/loss"] == pytest.approx(math.log(11), rel=1e-6)
+    assert 0 <= float(rows[-1]["train/acc"]) <= 1
+
+
+def test_tiny_e5_regression_run_has_no_accuracy_columns():
+    d = 11
+    run = _fit(E5, f"--data.d={d}")
+    rows = read_rows(run)
+    header = list(rows[0])
+    assert header[:5] == ["step", "time", "train/loss", "test/loss", "param_norm"]
+    assert not any(column.endswith("/acc") for column in header)
+    assert not any(key.endswith("/acc") for key in summary(run))
+    first = {k: float(v) for k, v in rows[0].items() if v != ""}
+    # U = V = αI with α = 10: ‖θ0‖ = α·sqrt(2d), W = 0, so the summed squared error over both
+    # splits is Σ_ij (ij/d²)² = (Σ_i i²)² / d⁴
+    assert first["param_norm"] == pytest.approx(10 * math.sqrt(2 * d), rel=1e-5)
+    n_train = round(0.05 * d * d)
+    total = first["train/loss"] * n_train + first["test/loss"] * (d * d - n_train)
+    assert total == pytest.approx(sum(i * i for i in range(d)) ** 2 / d**4, rel=1e-5)

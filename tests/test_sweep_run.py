@@ -1,8 +1,8 @@
-"""The serverless executor (`grokkit sweep`), the agent launcher (`grokkit agent`) and the sweep
-report, on small real sweeps: each run is a real `grokkit fit` process."""
+"""The serverless executor (`grokkit sweep`) and the agent launcher (`grokkit agent`), on small
+real sweeps: each run is a real `grokkit fit` process (the shared finished sweep and its helpers
+are in conftest)."""
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -12,52 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMALL_E1
+from conftest import ENV, grokkit, sweep_file
 
-from grokkit.report.sweep import collect, fit_law
 from grokkit.sweep import expand, load_sweep
 from grokkit.sweep.executor import SweepExecutor, worker_env
-
-ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-
-
-def sweep_file(
-    directory: Path, alphas: str, max_steps: str, name: str = "small", decays: str = "[0.05, 0.1]"
-) -> Path:
-    """A grid over α × λ × max_steps of the small E1 (it groks within ~1500 steps)."""
-    command = "".join(f"  - {arg}\n" for arg in ["grokkit", "fit", *SMALL_E1, "${args}"])
-    path = directory / f"{name}.yaml"
-    path.write_text(
-        f"name: {name}\nmethod: grid\nmetric: {{name: grokking_time, goal: minimize}}\n"
-        f"parameters:\n  model.alpha: {{values: {alphas}}}\n"
-        f"  model.weight_decay: {{values: {decays}}}\n"
-        f"  trainer.max_steps: {{values: {max_steps}}}\ncommand:\n{command}"
-    )
-    return path
-
-
-def grokkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "grokkit", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def manifest(out: Path) -> dict[str, dict]:
     return {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
-
-
-@pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Four runs (α ∈ {16, 256} × λ ∈ {0.05, 0.1}) with two workers dealt over two fake GPUs."""
-    root = tmp_path_factory.mktemp("sweep")
-    path = sweep_file(root, "[16, 256]", "[1500]")
-    result = grokkit("sweep", str(path), "--workers", "2", "--gpus", "3,5", cwd=root)
-    return root / "runs" / "small", result
 
 
 def test_sweep_runs_every_grid_point_in_its_own_directory(finished_sweep):
@@ -86,27 +48,6 @@ def test_rerun_of_a_finished_sweep_runs_nothing(finished_sweep):
     assert result.returncode == 0
     assert "4 already done, 0 to run" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == before
-
-
-def test_report_on_a_real_sweep_writes_table_figures_and_the_law(finished_sweep):
-    out, _ = finished_sweep
-    result = grokkit("report", str(out), cwd=out)
-    assert result.returncode == 0, result.stderr
-    for name in ("report.csv", "report.md", "grokking_time_vs_alpha.png", "law.png", "heatmap.png"):
-        assert (out / name).stat().st_size > 0
-    header, *lines = (out / "report.csv").read_text().splitlines()
-    assert len(lines) == 4
-    for column in ("model.alpha", "model.weight_decay", "status", "grokking_time", "test/acc"):
-        assert column in header.split(",")
-    law = json.loads((out / "law.json").read_text())
-    assert law["n"] == 4 and law["slope_se"] > 0
-    assert f"λ·t_grok = {law['slope']:.3f}" in result.stdout
-    # the law's points are the runs' own numbers: λ·t_grok grows with α at each λ
-    rows, swept = collect(out, sorted(p for p in out.iterdir() if (p / "summary.json").exists()))
-    assert swept == ["model.alpha", "model.weight_decay", "trainer.max_steps"]
-    for wd in (0.05, 0.1):
-        times = {r["alpha"]: r["grokking_time"] for r in rows if r["weight_decay"] == wd}
-        assert times[256] > times[16]
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
@@ -193,21 +134,6 @@ def test_workers_are_dealt_over_the_gpus_with_a_share_of_the_cores():
         "OMP_NUM_THREADS": "3",
         "PYTHONUNBUFFERED": "1",
     }
-
-
-def test_law_fit_recovers_a_known_slope():
-    rows = [
-        {"alpha": a, "weight_decay": wd, "grokking_time": (0.8 * math.log(a) - 1) / wd}
-        for a in (16, 64, 256, 1024)
-        for wd in (0.01, 0.02)
-    ]
-    rows.append({"alpha": 1, "weight_decay": 0.01, "grokking_time": 5.0})  # ln 1 = 0: left out
-    rows.append({"alpha": 64, "weight_decay": 0.01, "grokking_time": None})  # never grokked
-    law = fit_law(rows)
-    assert law is not None and law.n == 8
-    assert law.slope == pytest.approx(0.8) and law.intercept == pytest.approx(-1)
-    assert law.slope_se < 1e-9
-    assert fit_law(rows[:2]) is None
 
 
 FAKE_WANDB = """#!/bin/sh

@@ -3,15 +3,10 @@
 from pathlib import Path
 
 import wandb
-from conftest import QUICKSTART
+from conftest import TINY
 
 from grokkit.cli import main
 from grokkit.wandb_setup import WandbSettings, resolve_mode
-
-TINY = [
-    "--config", str(QUICKSTART), "--data.d=500", "--data.n_test=200",
-    "--model.eval_points=20", "--trainer.max_steps=60",
-]  # fmt: skip
 
 
 def test_offline_run_lands_in_run_dir_with_phase_times_in_summary(monkeypatch):

@@ -1,16 +1,14 @@
-"""Normalized margin and implicit-bias probes: invariances, refusals, the references they are
-compared with, checkpoint/resume, and the dichotomy itself on a small E1 run."""
+"""grokkit.callbacks.probes: implicit-bias probes against the reference predictors they are
+compared with (max-margin classifiers, matrix completions, the initial-NTK kernel predictor),
+checkpoint/resume, and the dichotomy itself on a small E1 run."""
 
 import json
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import REPO, SMALL_E1
 
-from grokkit.callbacks.margin import margins
 from grokkit.cli import main
-from grokkit.models import DiagonalNet
 from grokkit.rundir import read_metrics
 
 # The quickstart config (under SMALL_E1) already has the margin, NTK and probe callbacks.
@@ -19,37 +17,6 @@ SMALL_E1_GROKS = [*SMALL_E1, "--model.weight_decay=0.05"]
 
 def load(path: str) -> dict:
     return json.loads(Path(path).read_text())
-
-
-def test_margins_binary_and_multiclass():
-    assert margins(torch.tensor([2.0, -1.0]), torch.tensor([1.0, -1.0])).tolist() == [2.0, 1.0]
-    logits = torch.tensor([[3.0, 1.0, 2.5], [0.0, 4.0, 5.0]])
-    assert margins(logits, torch.tensor([0, 1])).tolist() == [0.5, -1.0]
-
-
-def test_normalized_margin_is_invariant_under_scaling():
-    torch.manual_seed(0)
-    net = DiagonalNet(d=50)
-    x, y = torch.randn(30, 50), torch.randn(30).sign()
-    for c in (0.1, 3.0, 40.0):
-        values = []
-        for scale in (1.0, c):
-            with torch.no_grad():
-                params = [p * scale for p in net.parameters()]
-                w = params[0] ** 2 - params[1] ** 2
-                norm = torch.linalg.vector_norm(torch.cat([p.flatten() for p in params]))
-            values.append(margins(x @ w, y).min().item() / norm.item() ** net.degree)
-        assert values[1] == pytest.approx(values[0], rel=1e-6)
-
-
-def test_margin_refuses_a_net_without_homogeneity_degree(capsys):
-    config = str(REPO / "configs" / "related" / "omnigrok_digits.yaml")
-    argv = ["fit", "--config", config, "--trainer.max_steps=2",
-            "--trainer.callbacks+=grokkit.callbacks.NormalizedMargin"]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "NormalizedMargin needs a homogeneous net, but MLP declares no homogeneity degree" in err
 
 
 def test_small_e1_shows_the_dichotomy():
@@ -127,17 +94,3 @@ def test_other_nets_are_compared_with_the_initial_ntk_kernel_predictor():
     assert main([*argv[:-1], "--run_dir=runs/dg2", "--trainer.max_steps=2",
                  "--trainer.callbacks.kernel_budget=1000"]) == 0  # fmt: skip
     assert "references" not in load("runs/dg2/summary.json")
-
-
-def test_a_callback_given_twice_is_one_line_of_bad_input(capsys):
-    # the quickstart config already has an NTKAlignment
-    argv = [
-        "fit",
-        *SMALL_E1,
-        "--trainer.max_steps=3",
-        "--trainer.callbacks+=grokkit.callbacks.NTKAlignment",
-    ]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "trainer.callbacks: NTKAlignment given twice" in err
-    assert not Path("runs").exists()
