@@ -19,8 +19,8 @@ import lightning.pytorch as pl
 import torch
 
 from grokkit.callbacks import ConsoleProgress, PhaseDetector
-from grokkit.lightning_cli import TRAINER_DEFAULTS
 from grokkit.data import SparseLinearData
+from grokkit.lightning_cli import TRAINER_DEFAULTS
 from grokkit.models import DiagonalNet
 from grokkit.objectives import binary_accuracy, logistic_loss
 from grokkit.rundir import MetricsCSVLogger

@@ -9,8 +9,9 @@ import pytest
 from conftest import REPO
 from wandb.sdk.launch.sweeps import utils as wandb_sweep_utils
 
-from grokkit.cli import check_fit_args, main
+from grokkit.cli import main
 from grokkit.errors import ConfigError
+from grokkit.lightning_cli import check_fit_args
 from grokkit.sweep import expand, load_sweep
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
