@@ -1,5 +1,7 @@
 """Each CPU-sized config shows its phenomenon (slow: minutes each; `make test-slow`).
 
+A variant (e3_alpha*, e3_wd*: the keys it changes) runs composed onto its base as its header
+says, `grokkit fit --config configs/cpu/e3_modular_grokking.yaml --config configs/cpu/<variant>`.
 Every config runs at most once per session; `pytest -m slow -s` prints one line per run with
 its wall time and phase steps (the numbers quoted in the README).
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_configs import config_args
 
 from grokkit.cli import main
 
@@ -25,7 +28,8 @@ def runs_root(tmp_path_factory) -> Path:
 
 
 def fit(name: str, runs_root: Path) -> tuple[dict, list[dict[str, float]]]:
-    """Run configs/cpu/<name>.yaml once; return its summary and metrics rows."""
+    """Run configs/cpu/<name>.yaml (on its base if a variant) once; return its summary and
+    metrics rows."""
     return fit_config(CPU / f"{name}.yaml", runs_root)
 
 
@@ -34,7 +38,7 @@ def fit_config(config: Path, runs_root: Path) -> tuple[dict, list[dict[str, floa
     if name not in _RUNS:
         run_dir = runs_root / name
         start = time.perf_counter()
-        assert main(["fit", "--config", str(config), f"--run_dir={run_dir}"]) == 0
+        assert main(["fit", *config_args(config), f"--run_dir={run_dir}"]) == 0
         wall = time.perf_counter() - start
         summary = json.loads((run_dir / "summary.json").read_text())
         with open(run_dir / "metrics.csv", newline="") as f:
