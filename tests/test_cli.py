@@ -134,6 +134,12 @@ BAD_INPUTS = [
     (["--phases.grokking_threshold=1.5"], "phases.grokking_threshold"),
     (["--config", "does_not_exist.yaml"], "does_not_exist.yaml"),
     (["--ckpt_path=missing.ckpt"], "missing.ckpt"),
+    (["--model.integrator=adaptive", "--model.optimizer=adamw"], "model.integrator=adaptive"),
+    (["--model.integrator=adaptive", "--model.batch_size=32"], "model.batch_size"),
+    (["--model.integrator=rk4"], "model.integrator"),
+    (["--model.rtol=0"], "model.rtol"),
+    (["--model.max_flow_time=-1"], "model.max_flow_time"),
+    (["--model.lr_normalize_by_loss=true"], "model.lr_normalize_by_loss"),  # with λ > 0
 ]
 
 

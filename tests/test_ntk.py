@@ -223,6 +223,7 @@ def _feed(callback: NTKAlignment, net: torch.nn.Module, batch, times, max_steps)
     rows = []
     for step, t in times:
         row = {"step": step, "time": t}
+        task.at_end = step >= max_steps  # as GrokTask.at_end: the run's last row
         callback.on_evaluation(trainer, task, batch, row)
         rows.append(row)
     return rows
