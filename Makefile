@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench figures clean
 
 $(BIN)/grokkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-slow: install
 bench: install
 	WANDB_MODE=disabled $(BIN)/python benchmarks/overhead.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/callbacks_cost.py
+	WANDB_MODE=disabled $(BIN)/python benchmarks/flow.py
+
+# Every figure panel of the paper at its own scale (grokkit figures; FIGURES_ARGS=--only 1a,3).
+figures: install
+	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/grokkit figures $(FIGURES_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -14,6 +14,7 @@ commands:
   sweep     run a W&B sweep file on this machine, no server: grokkit sweep FILE --workers N
   agent     one `wandb agent --forward-signals` per GPU: grokkit agent SWEEP_ID --gpus 0,1
   report    table and figures for a run directory or a sweep: grokkit report PATH
+  figures   every figure panel of the paper at its own scale: grokkit figures [--only 1a,2b]
 
 `grokkit COMMAND --help` lists every option of a command.
 """
@@ -30,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         from grokkit.report.cli import report_main
 
         return report_main(rest)
+    if command == "figures":
+        from grokkit.figures import figures_main
+
+        return figures_main(rest)
     if command in ("sweep", "agent"):
         from grokkit.sweep.cli import agent_main, sweep_main
 
         return (sweep_main if command == "sweep" else agent_main)(rest)
     if command not in LIGHTNING_COMMANDS:
-        error(f"unknown command {command!r} (expected fit, validate, test, sweep, agent or report)")
+        error(
+            f"unknown command {command!r} "
+            "(expected fit, validate, test, sweep, agent, report or figures)"
+        )
         return EXIT_CODES["bad_input"]
     return _lightning_main(args)
 

@@ -18,7 +18,7 @@ LAYERS = [
     ["report"],
     ["session"],
     ["lightning_cli"],
-    ["sweep"],
+    ["sweep", "figures"],
     ["cli", "__init__"],
     ["__main__"],
 ]

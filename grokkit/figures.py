@@ -1,0 +1,367 @@
+"""``grokkit figures``: every figure panel of the paper, at the paper's own scale, on this machine.
+
+The panel table below names, for each panel, its runs: the paper configs of configs/paper/ (the
+paper's d, n, p, width, α, λ and data sizes) with the adaptive gradient-flow integrator and a
+flow-time horizon that covers the panel's phenomenon (Fig. 4 alone, loss-normalized, runs
+fixed-step gd for a step budget). Each run is its own ``grokkit fit`` process writing
+``<runs>/<name>/`` (output in ``<runs>/logs/<name>.log``); a run whose summary.json says it is
+finished is skipped, an interrupted one resumes from its checkpoint, so rerunning the command
+picks up where it stopped. ``<runs>/figures.json`` keeps each run's command, exit code and wall
+time. After every run, the selected panels are redrawn as ``<out>/fig<panel>.png`` and
+``<out>/table.md`` lists every run of the table (wall time, gradient evaluations, phase times).
+A run shared by two panels (2b's α = 10 is 2c's λ = 1e-4) runs once.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grokkit.console import error, say
+from grokkit.errors import ConfigError
+from grokkit.outcome import EXIT_CODES, FINAL, status_of_exit
+from grokkit.report.figures import TableRun, draw_panel, write_table
+from grokkit.rundir import read_summary, write_json_atomic
+from grokkit.signals import on_stop_signals, signal_name
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: configs/ lives here
+PAPER = "configs/paper/"
+FIG2 = PAPER + "e3_modular_fig2.yaml"
+# Figure runs record what the panels plot (no dichotomy callbacks: at the paper's sizes the NTK
+# and the max-L1 reference alone cost minutes), and integrate the gradient flow under control.
+ADAPTIVE = ("--trainer.callbacks=[]", "--model.integrator=adaptive")
+MANIFEST = "figures.json"
+
+
+@dataclass(frozen=True)
+class FigureRun:
+    """One ``grokkit fit``: its config files (base first) and overrides."""
+
+    configs: tuple[str, ...]
+    overrides: tuple[str, ...]
+
+    def fit_args(self, run_dir: Path) -> list[str]:
+        """The arguments after ``grokkit fit``."""
+        files = [arg for path in self.configs for arg in ("--config", _config_path(path))]
+        return [*files, *self.overrides, f"--run_dir={run_dir}"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One PNG: a title, a plot kind of grokkit.report.figures.PLOTS and its (label, run)s."""
+
+    title: str
+    kind: str
+    runs: tuple[tuple[str, str], ...]
+
+
+def _adaptive(horizon: float, *extra: str) -> tuple[str, ...]:
+    return (*ADAPTIVE, f"--model.max_flow_time={horizon:g}", *extra)
+
+
+def _fig2(variant: str, horizon: float) -> FigureRun:
+    return FigureRun((FIG2, PAPER + variant), _adaptive(horizon))
+
+
+# Smallest first: the order the runs are made in. Horizons in flow time t: E1, E2 to λt = 20
+# (the paper's E1 run ends there: 2·10^6 steps of η = 0.01), E5 to λt = 20, Fig. 2 to λt = 10.
+RUNS: dict[str, FigureRun] = {
+    "e1_sparse_grokking": FigureRun(
+        (PAPER + "e1_sparse_grokking.yaml",), _adaptive(2e4, "--model.eval_points=200")
+    ),
+    "e2_misgrokking": FigureRun(
+        (PAPER + "e2_misgrokking.yaml",), _adaptive(2e4, "--model.eval_points=200")
+    ),
+    "e5_matrix_completion": FigureRun((PAPER + "e5_matrix_completion.yaml",), _adaptive(2e5)),
+    "e3_alpha1": _fig2("e3_modular_fig2b_alpha1.yaml", 1e5),
+    "e3_alpha10_wd1e-4": _fig2("e3_modular_fig2b_alpha10.yaml", 1e5),
+    "e3_alpha100": _fig2("e3_modular_fig2b_alpha100.yaml", 1e5),
+    "e3_fig2a": _fig2("e3_modular_fig2a.yaml", 1e5),
+    "e3_wd3e-4": _fig2("e3_modular_fig2c_wd3e-4.yaml", 10 / 3e-4),
+    "e3_wd1e-3": _fig2("e3_modular_fig2c_wd1e-3.yaml", 1e4),
+    "e3_wd3e-3": _fig2("e3_modular_fig2c_wd3e-3.yaml", 10 / 3e-3),
+    # Loss-normalized: gd only (t passes 10^308). The reference scripts' schedule (plain steps
+    # at 10η until L < e^-5, then steps of η on log L), for a step budget of about an hour.
+    "e4_no_decay": FigureRun(
+        (PAPER + "e4_modular_no_decay.yaml",),
+        (
+            "--trainer.callbacks=[]",
+            "--trainer.max_steps=8000",
+            "--model.lr_normalize_below_log_loss=-5",
+            "--model.lr_plain=0.02",
+        ),
+    ),
+}
+
+PANELS: dict[str, Panel] = {
+    "1a": Panel("Fig. 1a, E1 grokking", "curves", (("d = 10^5, α = 128", "e1_sparse_grokking"),)),
+    "1b": Panel("Fig. 1b, E2 misgrokking", "curves", (("d = 10^5, α = 128", "e2_misgrokking"),)),
+    "2a": Panel("Fig. 2a, modular addition", "curves", (("α = 1, W2 not zeroed", "e3_fig2a"),)),
+    "2b": Panel(
+        "Fig. 2b, modular addition, λ = 1e-4, W2 = 0: init scale",
+        "overlay",
+        (("α = 1", "e3_alpha1"), ("α = 10", "e3_alpha10_wd1e-4"), ("α = 100", "e3_alpha100")),
+    ),
+    "2c": Panel(
+        "Fig. 2c, modular addition, α = 10, W2 = 0: weight decay",
+        "overlay_train",
+        (
+            ("λ = 1e-4", "e3_alpha10_wd1e-4"),
+            ("λ = 3e-4", "e3_wd3e-4"),
+            ("λ = 1e-3", "e3_wd1e-3"),
+            ("λ = 3e-3", "e3_wd3e-3"),
+        ),
+    ),
+    "3": Panel(
+        "Fig. 3, E5 matrix completion", "regression", (("d = 97, α = 10", "e5_matrix_completion"),)
+    ),
+    "4": Panel(
+        "Fig. 4, modular addition without weight decay",
+        "log_time",
+        (("α = 1, λ = 0", "e4_no_decay"),),
+    ),
+}
+
+USAGE = "grokkit figures [--only 1a,2b,...] [--out docs/figures] [--runs runs/figures] [--dry-run]"
+
+
+def _config_path(path: str) -> str:
+    """A config path as given when it exists from here, else from the repository."""
+    return path if Path(path).is_file() else str(ROOT / path)
+
+
+def panels_of(run: str) -> list[str]:
+    return [pid for pid, panel in PANELS.items() if run in {name for _, name in panel.runs}]
+
+
+def runs_of(panel_ids: list[str]) -> list[str]:
+    """The runs the panels need, each once, in the order of RUNS (smallest first)."""
+    wanted = {name for pid in panel_ids for _, name in PANELS[pid].runs}
+    return [name for name in RUNS if name in wanted]
+
+
+def parse_only(text: str | None) -> list[str]:
+    """``"1a,2b"`` -> ["1a", "2b"] in table order; None -> every panel."""
+    if text is None:
+        return list(PANELS)
+    asked = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in asked if part not in PANELS]
+    if unknown or not asked:
+        raise ConfigError(
+            f"figures: --only {text!r}: unknown panel {', '.join(unknown) or '(none)'} "
+            f"(expected a comma-separated list of {', '.join(PANELS)})"
+        )
+    return [pid for pid in PANELS if pid in asked]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``grokkit: error:`` line, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"figures: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grokkit figures", usage=USAGE, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=None, help=f"panels, comma-separated: {','.join(PANELS)}")
+    parser.add_argument("--out", default="docs/figures", help="where the PNGs and table.md go")
+    parser.add_argument("--runs", default="runs/figures", help="where the run directories go")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    return parser
+
+
+def figures_main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        panel_ids = parse_only(args.only)
+        maker = FigureMaker(panel_ids, Path(args.out), Path(args.runs))
+        maker.check()
+    except ConfigError as exc:
+        error(exc)
+        return EXIT_CODES["bad_input"]
+    return maker.dry_run() if args.dry_run else maker.run()
+
+
+class FigureMaker:
+    """Makes the runs of ``panel_ids`` one at a time, then draws the panels and the table."""
+
+    def __init__(self, panel_ids: list[str], out: Path, runs_dir: Path) -> None:
+        self.panel_ids, self.out, self.runs_dir = panel_ids, out, runs_dir
+        self.names = runs_of(panel_ids)
+        self.manifest: dict[str, dict[str, Any]] = self._load_manifest()
+        self.stopping = 0
+        self.process: subprocess.Popen | None = None
+
+    # --- state --------------------------------------------------------------------------------
+    def _load_manifest(self) -> dict[str, dict[str, Any]]:
+        path = self.runs_dir / MANIFEST
+        return json.loads(path.read_text()).get("runs", {}) if path.is_file() else {}
+
+    def _save_manifest(self) -> None:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.runs_dir / MANIFEST, {"runs": self.manifest})
+
+    def done(self, name: str) -> bool:
+        return read_summary(self.runs_dir / name).get("status") in FINAL
+
+    def checkpoint(self, name: str) -> Path | None:
+        """The checkpoint an interrupted run resumes from (None: start afresh)."""
+        run_dir = self.runs_dir / name
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        interrupted = read_summary(run_dir).get("status") == "interrupted"
+        return checkpoint if interrupted and checkpoint.is_file() else None
+
+    def command(self, name: str) -> list[str]:
+        """``python -m grokkit fit ...`` for the run; resumes an interrupted one."""
+        argv = [sys.executable, "-m", "grokkit", "fit", *RUNS[name].fit_args(self.runs_dir / name)]
+        checkpoint = self.checkpoint(name)
+        return argv + [f"--ckpt_path={checkpoint}"] if checkpoint else argv
+
+    # --- commands -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Every run's arguments parse and build (nothing trained), before the first starts."""
+        from grokkit.lightning_cli import check_fit_args
+
+        for name in self.names:
+            try:
+                check_fit_args(RUNS[name].fit_args(self.runs_dir / name))
+            except ConfigError as exc:
+                raise ConfigError(f"figures: run {name}: {exc}") from None
+
+    def dry_run(self) -> int:
+        for name in self.names:
+            note = "done, skipped" if self.done(name) else "to run"
+            print(f"# {name} (panels {', '.join(panels_of(name))}): {note}")
+            print(shlex.join(self.command(name)))
+        print(
+            f"# panels {', '.join(self.panel_ids)} -> "
+            f"{self.out}/fig<panel>.png, {self.out}/table.md"
+        )
+        return EXIT_CODES["completed"]
+
+    def run(self) -> int:
+        todo = [name for name in self.names if not self.done(name)]
+        say(
+            f"panels {', '.join(self.panel_ids)}: {len(self.names)} runs, "
+            f"{len(self.names) - len(todo)} already done; "
+            f"runs in {self.runs_dir}, figures in {self.out}",
+            who="grokkit figures",
+        )
+        failed, drawn = [], set()
+        with on_stop_signals(self._request_stop):
+            for name in todo:
+                if self.stopping:
+                    break
+                if self._fit(name) not in FINAL:
+                    failed.append(name)
+                drawn |= self.draw([pid for pid in self.panel_ids if pid in panels_of(name)])
+        self.draw([pid for pid in self.panel_ids if pid not in drawn])
+        return self._conclude(failed)
+
+    def _conclude(self, failed: list[str]) -> int:
+        if self.stopping:
+            say("stopped; rerun the same command to resume", who="grokkit figures")
+            return EXIT_CODES["interrupted"]
+        if failed:
+            say(
+                f"runs not finished: {', '.join(failed)} (logs in {self.runs_dir / 'logs'})",
+                who="grokkit figures",
+            )
+            return EXIT_CODES["failed"]
+        say(f"done: {self.out}/table.md", who="grokkit figures")
+        return EXIT_CODES["completed"]
+
+    # --- one run ------------------------------------------------------------------------------
+    def _fit(self, name: str) -> str:
+        """Run one fit to its end; returns its status."""
+        run_dir = self.runs_dir / name
+        argv = self.command(name)
+        record = self.manifest.setdefault(name, {"seconds": 0.0, "attempts": 0})
+        if self.checkpoint(name) is None and run_dir.exists():
+            _set_aside(run_dir)
+            record["seconds"] = 0.0  # the wall time of the run that will be in the table
+        record.update(command=argv, attempts=record["attempts"] + 1)
+        say(f"{name}: running (log {self.runs_dir / 'logs' / name}.log)", who="grokkit figures")
+        started = time.monotonic()
+        code = self._launch(argv, name)
+        record["seconds"] = round(record["seconds"] + time.monotonic() - started, 1)
+        summary = read_summary(run_dir)
+        record["exit_code"] = code
+        record["status"] = summary.get("status") or status_of_exit(code)
+        self._save_manifest()
+        say(
+            f"{name}: {record['status']} (exit {code}, {record['seconds']:.0f} s in all)",
+            who="grokkit figures",
+        )
+        return record["status"]
+
+    def _launch(self, argv: list[str], name: str) -> int:
+        env = dict(os.environ)
+        env.setdefault("WANDB_MODE", "disabled")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        logs = self.runs_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{name}.log", "a") as log:
+            log.write(f"$ {shlex.join(argv)}\n")
+            log.flush()
+            # Own session: a terminal Ctrl-C reaches only this process, which forwards it.
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def _request_stop(self, signum: int) -> None:
+        """First signal: SIGTERM to the run (it checkpoints and writes its summary); second:
+        SIGINT, which stops it at once."""
+        self.stopping += 1
+        say(
+            f"{signal_name(signum)}: stopping the current run",
+            who="grokkit figures",
+            to_stderr=True,
+        )
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM if self.stopping == 1 else signal.SIGINT)
+
+    # --- drawing ------------------------------------------------------------------------------
+    def draw(self, panel_ids: list[str]) -> set[str]:
+        """Redraw these panels from whatever runs have data, and the whole table; returns the
+        panels drawn."""
+        drawn = set()
+        for pid in panel_ids:
+            panel = PANELS[pid]
+            runs = [(label, self.runs_dir / name) for label, name in panel.runs]
+            if draw_panel(panel.kind, panel.title, runs, self.out / f"fig{pid}.png"):
+                drawn.add(pid)
+        rows = [
+            TableRun(name, self.runs_dir / name, panels_of(name), self.seconds(name))
+            for name in RUNS
+        ]
+        write_table(rows, self.out / "table.md", TABLE_PREAMBLE)
+        return drawn
+
+    def seconds(self, name: str) -> float | None:
+        return self.manifest.get(name, {}).get("seconds")
+
+
+TABLE_PREAMBLE = (
+    "Runs of `grokkit figures` (configs/paper/ at the paper's sizes; adaptive integrator at its "
+    "default rtol unless the run is gd). Times are gradient-flow times t, with λt in brackets; "
+    "wall time is the fit process's, on the machine that ran it.\n"
+)
+
+
+def _set_aside(run_dir: Path) -> None:
+    """Keep an unfinished attempt's files (never delete data) out of the way of the rerun."""
+    k = 1
+    while run_dir.with_name(f"{run_dir.name}.attempt-{k}").exists():
+        k += 1
+    run_dir.rename(run_dir.with_name(f"{run_dir.name}.attempt-{k}"))

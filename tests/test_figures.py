@@ -1,0 +1,168 @@
+"""``grokkit figures``: the panel table is consistent and every run's arguments build, the dry run
+prints the commands, bad input is one line, and panels and table are drawn from run directories
+(small synthetic ones here: no training in these tests)."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+
+from grokkit.cli import USAGE, main
+from grokkit.figures import PANELS, RUNS, FigureMaker, runs_of
+from grokkit.lightning_cli import check_fit_args
+from grokkit.report.figures import PLOTS
+from grokkit.rundir import MetricsCSVLogger, read_summary, write_config, write_summary
+
+MAX_PNG_BYTES = 300_000
+
+
+def test_every_panel_names_known_runs_and_a_plot_kind():
+    for pid, panel in PANELS.items():
+        assert panel.kind in PLOTS, pid
+        assert all(name in RUNS for _, name in panel.runs), pid
+    used = {name for panel in PANELS.values() for _, name in panel.runs}
+    assert used == set(RUNS), f"runs in no panel: {set(RUNS) - used}"
+
+
+def test_a_run_shared_by_two_panels_runs_once():
+    names = runs_of(["2b", "2c"])
+    assert len(names) == len(set(names)) == 6
+    assert names.index("e3_alpha1") < names.index("e3_wd3e-3")  # smallest first
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_every_run_composes_and_its_overrides_are_accepted(name, tmp_path):
+    run = RUNS[name]
+    assert all((REPO / path).is_file() for path in run.configs)
+    args = run.fit_args(tmp_path / name)
+    assert args.count("--config") == len(run.configs)
+    check_fit_args(args)  # raises ConfigError on any bad key or value; trains nothing
+    assert not (tmp_path / name).exists()
+    adaptive = "--model.integrator=adaptive" in run.overrides
+    assert adaptive == (name != "e4_no_decay")  # loss-normalized E4 is gd only
+    assert adaptive == any(o.startswith("--model.max_flow_time=") for o in run.overrides)
+
+
+def test_dry_run_prints_every_command_and_trains_nothing(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _synthetic_run(runs / "e1_sparse_grokking", "e1_sparse_grokking")
+    assert main(["figures", "--dry-run", "--runs", str(runs), "--out", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if not line.startswith("#")]
+    assert len(commands) == len(RUNS)
+    assert all(c.startswith(f"{sys.executable} -m grokkit fit --config ") for c in commands)
+    assert "# e1_sparse_grokking (panels 1a): done, skipped" in out
+    assert "# e3_alpha10_wd1e-4 (panels 2b, 2c): to run" in out
+    assert sorted(p.name for p in runs.iterdir()) == ["e1_sparse_grokking"]
+    assert not (tmp_path / "f").exists()
+
+
+def test_dry_run_only_lists_the_panels_runs(tmp_path, capsys):
+    assert main(["figures", "--only", "2b,1a", "--dry-run", "--runs", str(tmp_path)]) == 0
+    names = [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1:2]]
+    assert names == ["e1_sparse_grokking", "e3_alpha1", "e3_alpha10_wd1e-4", "e3_alpha100"]
+
+
+@pytest.mark.parametrize("args", [["--only", "1a,9z"], ["--only", ","], ["--bogus"]])
+def test_bad_input_is_one_line_and_exit_2(args, capsys):
+    assert main(["figures", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("grokkit: error: figures:")
+
+
+def test_panels_and_table_are_drawn_from_run_directories(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    for name in RUNS:
+        if name != "e3_wd3e-3":  # a run not made yet: its panel is drawn without it
+            _synthetic_run(runs / name, name)
+    maker = FigureMaker(list(PANELS), out, runs)
+    maker.manifest = {"e1_sparse_grokking": {"seconds": 151.0}}
+    maker.draw(list(PANELS))
+    for pid in PANELS:
+        png = out / f"fig{pid}.png"
+        assert png.is_file() and 0 < png.stat().st_size < MAX_PNG_BYTES, pid
+    table = (out / "table.md").read_text().splitlines()
+    rows = {
+        line.split(" | ")[1]: line for line in table if line.startswith("| ") and "---" not in line
+    }
+    assert set(rows) == {*RUNS, "run"}
+    assert "| 1a | e1_sparse_grokking | completed | 2.5 min | 300 |" in rows["e1_sparse_grokking"]
+    assert "| 2b, 2c | e3_alpha10_wd1e-4 |" in rows["e3_alpha10_wd1e-4"]
+    assert "| not run |" in rows["e3_wd3e-3"]
+    assert "(2.3)" in rows["e3_alpha10_wd1e-4"]  # ln α/λ in λt: ln 10
+    assert "MSE" in rows["e5_matrix_completion"] and "10^" in rows["e4_no_decay"]
+
+
+def test_run_makes_missing_runs_skips_finished_ones_and_records_wall_time(tmp_path, monkeypatch):
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    launched = []
+
+    def fake_launch(self, argv, name):  # stands in for the grokkit fit process
+        launched.append(name)
+        _synthetic_run(runs / name, name)
+        return 0
+
+    monkeypatch.setattr(FigureMaker, "_launch", fake_launch)
+    assert main(["figures", "--only", "3,1a", "--runs", str(runs), "--out", str(out)]) == 0
+    assert launched == ["e1_sparse_grokking", "e5_matrix_completion"]
+    assert (out / "fig1a.png").is_file() and (out / "fig3.png").is_file()
+    assert not (out / "fig2b.png").exists()
+    manifest = FigureMaker(["1a"], out, runs).manifest
+    assert manifest["e5_matrix_completion"]["exit_code"] == 0
+    assert manifest["e5_matrix_completion"]["seconds"] >= 0
+    assert "| 3 | e5_matrix_completion | completed | 0 s |" in (out / "table.md").read_text()
+    launched.clear()
+    assert main(["figures", "--only", "3", "--runs", str(runs), "--out", str(out)]) == 0
+    assert launched == []
+
+
+def test_an_unfinished_run_directory_is_set_aside_not_overwritten(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    (runs / "e1_sparse_grokking").mkdir(parents=True)
+    (runs / "e1_sparse_grokking" / "metrics.csv").write_text("step,time\n")  # killed run
+    monkeypatch.setattr(FigureMaker, "_launch", lambda self, argv, name: 1)
+    assert main(["figures", "--only", "1a", "--runs", str(runs), "--out", str(tmp_path)]) == 1
+    assert (runs / "e1_sparse_grokking.attempt-1" / "metrics.csv").is_file()
+
+
+def test_figures_is_in_the_usage():
+    assert "  figures " in USAGE
+
+
+# ------------------------------------------------------------------------------ synthetic runs
+
+
+def _synthetic_run(run_dir: Path, name: str) -> None:
+    """A finished run directory shaped like the real one's: rising test accuracy (or falling test
+    MSE, or a log10_time clock for the loss-normalized E4), λ and α in config.yaml."""
+    alpha, decay = (1.0, 0.0) if name == "e4_no_decay" else (10.0, 1e-4)
+    regression, log_clock = name == "e5_matrix_completion", name == "e4_no_decay"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = {"alpha": alpha, "weight_decay": decay, "lr_normalize_by_loss": log_clock}
+    write_config(run_dir, yaml.safe_dump({"model": model}))
+    logger = MetricsCSVLogger(run_dir)
+    times = np.concatenate([[0.0], np.logspace(-2, 5, 60)])
+    for step, t in enumerate(times):
+        rise = 1 / (1 + math.exp(-(decay * t - 3) * 3)) if decay else min(1.0, t / 1e5)
+        row = {"step": step, "time": float(t), "param_norm": alpha * math.exp(-decay * t)}
+        row |= {"train/loss": 1e-3 + math.exp(-t), "test/loss": 0.1 * (1 - rise) + 1e-4}
+        if not regression:
+            row |= {"train/acc": min(1.0, 0.1 + t), "test/acc": rise}
+        if log_clock:
+            row |= {"log10_time": math.log10(t) if t > 0 else -math.inf, "train/log_loss": -t}
+        logger.log_metrics(row)
+    summary = {"status": "completed", "integrator": "gd" if log_clock else "adaptive"}
+    summary |= {"gradient_evaluations": 300, "memorization_time": 0.9, "grokking_time": 3.2e4}
+    summary |= {"misgrokking_time": None, "predicted_transition_time": None}
+    if decay:
+        summary["predicted_transition_time"] = math.log(alpha) / decay
+    summary |= {k: v for k, v in row.items() if k != "step"}
+    if log_clock:
+        summary |= {"memorization_log10_time": 0.1, "grokking_log10_time": None}
+    write_summary(run_dir, summary)
+    assert read_summary(run_dir)["status"] == "completed"
