@@ -203,8 +203,10 @@ class GrokTask(pl.LightningModule):
         x, y = batch["train"]
         lr, warmup_steps = self.hparams.lr, self.hparams.lr_warmup_steps
         step = start
-        horizon = self.hparams.max_flow_time or math.inf
-        while step < stop and not self.stop_requested and self.flow_time < horizon:
+        horizon = self.hparams.max_flow_time  # (t itself may be inf: loss-normalized runs)
+        while step < stop and not self.stop_requested:
+            if horizon is not None and self.flow_time >= horizon:
+                break
             self.gradient_step(optimizer, x, y, self.lr_at(step) if step < warmup_steps else lr)
             step += 1
         count_optimizer_steps(self.trainer, step - start)

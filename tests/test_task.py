@@ -4,15 +4,18 @@ the predicted transition time, config errors."""
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import all_pairs
+from conftest import QUICKSTART, all_pairs
 
+from grokkit.cli import main
 from grokkit.data import SparseLinearData
 from grokkit.errors import ConfigError
 from grokkit.models import DiagonalNet, TwoLayerReLU
+from grokkit.rundir import read_metrics, read_summary
 from grokkit.task import GrokTask
 
 # ---------------------------------------------------------------- initialization
@@ -283,3 +286,62 @@ def test_predicted_transition_time():
 def test_bad_batch_size_raises_config_error(bad, key):
     with pytest.raises(ConfigError, match=key):
         GrokTask(DiagonalNet(4), **bad)
+
+
+# ---------------------------------------------------------------- integrators, end to end
+
+# A small E1 (d = 2000) without warm-up: memorizes at t ≈ 0.02, groks near t ≈ 345.
+FLOW_E1 = [
+    "--config",
+    str(QUICKSTART),
+    "--data.d=2000",
+    "--data.n_train=128",
+    "--data.n_test=1000",
+    "--model.lr=0.02",
+    "--model.eval_points=100",
+    "--trainer.callbacks=[]",
+]
+
+
+def test_adaptive_flow_finds_the_phases_of_fixed_step_gd_with_far_fewer_gradients():
+    assert main(["fit", *FLOW_E1, "--trainer.max_steps=18000", "--run_dir=runs/gd"]) == 0
+    adaptive = ["--model.integrator=adaptive", "--model.max_flow_time=360"]
+    assert main(["fit", *FLOW_E1, "--trainer.max_steps=18000", *adaptive, "--run_dir=runs/ad"]) == 0
+    gd, ad = read_summary("runs/gd"), read_summary("runs/ad")
+    assert gd["integrator"] == "gd" and ad["integrator"] == "adaptive"
+    assert gd["gradient_evaluations"] == gd["steps"] == 18_000
+    assert ad["status"] == "completed" and ad["time"] == 360.0  # stopped exactly at the horizon
+    for phase in ("memorization_time", "grokking_time"):
+        assert ad[phase] == pytest.approx(gd[phase], rel=0.05), phase
+    # every gradient counted, and far fewer of them than fixed steps at this η
+    cols = read_metrics("runs/ad/metrics.csv")
+    assert cols["gradient_evaluations"][-1] == ad["gradient_evaluations"]
+    assert 30 * ad["gradient_evaluations"] < gd["gradient_evaluations"]
+    assert ad["test/acc"] >= 0.95 and ad["train/acc"] == 1.0
+
+
+def test_loss_normalized_run_goes_past_float64_loss_and_time():
+    """log L falls far below −745 (L underflows) and t past 10^308: carried as logarithms."""
+    args = [
+        "--config",
+        str(QUICKSTART),
+        "--data.d=50",
+        "--data.n_train=32",
+        "--data.n_test=100",
+        "--model.alpha=1",
+        "--model.weight_decay=0",
+        "--model.lr_normalize_by_loss=true",
+        "--model.lr=0.01",
+        "--trainer.max_steps=1200",
+        "--trainer.callbacks=[]",
+        "--run_dir=runs/e4",
+    ]
+    assert main(["fit", *args]) == 0
+    s = read_summary("runs/e4")
+    cols = read_metrics("runs/e4/metrics.csv")
+    assert s["status"] == "completed" and min(cols["train/log_loss"]) < -745
+    assert cols["log10_time"][-1] > 308 and s["time"] == "inf"  # t itself past float64
+    assert all(b >= a for a, b in zip(cols["log10_time"], cols["log10_time"][1:], strict=False))
+    # phases are placed on the log10 t clock
+    assert s["memorization_step"] > 0 and math.isfinite(s["memorization_log10_time"])
+    assert (Path("runs/e4") / "curves.png").stat().st_size > 10_000
