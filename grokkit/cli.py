@@ -2,7 +2,7 @@
 
 import sys
 
-from grokkit.console import error
+from grokkit.console import error, one_line
 from grokkit.outcome import EXIT_CODES
 
 USAGE = """usage: grokkit COMMAND [options]
@@ -59,7 +59,10 @@ def _lightning_main(args: list[str]) -> int:
         cause = user_error(exc)
         if cause is None:
             raise
-        error(cause)
+        hint = ""
+        if "required" in str(cause) and ("model.net" in str(cause) or "fit.data" in str(cause)):
+            hint = " (a variant config runs on its base: --config BASE.yaml --config VARIANT.yaml)"
+        error(f"{one_line(cause)}{hint}")
         return EXIT_CODES["bad_input"]
     return cli.exit_code
 

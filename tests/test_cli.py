@@ -154,6 +154,13 @@ def test_bad_input_is_one_line_and_exit_2(extra, named, capsys):
     assert not Path("runs").exists()  # no run directory that could look like a run
 
 
+def test_a_variant_config_alone_says_to_give_its_base_first(capsys):
+    assert main(["fit", "--config", str(REPO / "configs" / "cpu" / "e3_alpha100.yaml")]) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert line.startswith("grokkit: error:") and "--config BASE.yaml --config VARIANT" in line
+    assert not Path("runs").exists()
+
+
 def test_malformed_yaml_and_unknown_command(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")
