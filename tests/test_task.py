@@ -223,6 +223,35 @@ def test_loss_normalized_step_is_sgd_with_lr_over_loss():
         assert task.flow_time - time_before == pytest.approx(lr / L, rel=1e-12), step
 
 
+def test_reference_schedule_plain_steps_until_log_loss_falls_below_threshold():
+    """lr_normalize_below_log_loss: steps of lr_plain on L while log L is above the threshold,
+    then steps of lr on log L (η/L on L); flow time and ln t advance accordingly."""
+    net, x, y = _tiny_problem()
+    start = math.log(F.cross_entropy(net(x), y).item())
+    task = GrokTask(
+        net,
+        loss="cross_entropy",
+        lr=0.05,
+        lr_normalize_by_loss=True,
+        lr_normalize_below_log_loss=start - 0.05,  # crossed after a few plain steps
+        lr_plain=0.5,
+    )
+    optimizer = task.configure_optimizers()
+    kinds = []
+    for _ in range(40):
+        log_loss = math.log(F.cross_entropy(task.net(x), y).item())
+        time_before = task.flow_time
+        task.gradient_step(optimizer, x, y, 0.05)
+        step_time = task.flow_time - time_before
+        plain = step_time == pytest.approx(0.5, rel=1e-9)
+        if not plain:  # a normalized step: η/L
+            assert step_time == pytest.approx(0.05 / math.exp(log_loss), rel=1e-9)
+        kinds.append(plain)
+    first_normalized = kinds.index(False)
+    assert first_normalized > 0 and not any(kinds[first_normalized:])  # plain, then never again
+    assert task.log_flow_time == pytest.approx(math.log(task.flow_time), rel=1e-12)
+
+
 def test_plain_step_advances_flow_time_by_lr():
     net, x, y = _tiny_problem()
     task = GrokTask(net, alpha=1.0, loss="cross_entropy", lr=0.3)
