@@ -52,7 +52,8 @@ class GrokTask(pl.LightningModule):
         batch_size: None for full-batch gradient descent (the paper's); otherwise each step
             uses a random minibatch of this size from the training set (Omnigrok).
         eval_points: number of log-spaced evaluation points (plus the initialization): steps
-            in [1, max_steps] for ``gd``, flow times in [lr, horizon] for ``adaptive``.
+            in [1, max_steps] for ``gd``; for ``adaptive``, flow times from the t of gd's first
+            step (``lr``, or ``lr_warmup_start`` with a warm-up) to the horizon.
         integrator: "gd" (fixed-step gradient descent, the paper's algorithm) or "adaptive"
             (the gradient flow dθ/dt = −∇L − λθ integrated under error control, see
             ``grokkit.integrators``; full batch, ``sgd`` only; the warm-up keys do not apply).
@@ -177,7 +178,8 @@ class GrokTask(pl.LightningModule):
         if h.integrator == "gd":
             self.schedule = EvalSchedule(self.trainer.max_steps, h.eval_points)
             return
-        self.schedule = FlowSchedule(self.horizon, h.eval_points, first=h.lr)
+        # the first evaluation where gd evaluates first: after one step (of the warm-up's start)
+        self.schedule = FlowSchedule(self.horizon, h.eval_points, first=self.lr_at(0))
         self.flow = AdaptiveFlow(
             list(self.net.parameters()), self._loss_gradient, h.weight_decay, rtol=h.rtol
         )
