@@ -6,7 +6,9 @@ summary.json (last of the run's files, atomically: its presence marks a finished
 curves.png and the W&B summary.
 """
 
+import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector
 from grokkit.console import error, one_line, say
@@ -27,7 +28,33 @@ from grokkit.signals import on_stop_signals, signal_name
 from grokkit.task import GrokTask
 from grokkit.wandb_setup import WandbSettings, make_wandb_logger
 
-CHECKPOINT_EVERY = timedelta(minutes=10)
+CHECKPOINT_EVERY = timedelta(seconds=60)
+
+
+class PeriodicCheckpoint(pl.Callback):
+    """Save ``path`` after a Lightning step (a chunk, ending at an evaluation point) once
+    ``every`` has passed since the last save, atomically: a temporary file, then a rename, so
+    a process killed mid-save leaves the previous checkpoint whole.
+
+    Lightning's ``ModelCheckpoint(train_time_interval=...)`` never fires under manual
+    optimization (it only checks ``every_n_train_steps`` there), which GrokTask uses.
+    """
+
+    def __init__(self, path: Path, every: timedelta, clock: Callable[[], float] = time.monotonic):
+        self.path, self.every, self.clock = Path(path), every.total_seconds(), clock
+        self.last_saved = clock()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.clock() - self.last_saved < self.every:
+            return
+        save_checkpoint_atomic(trainer, self.path)
+        self.last_saved = self.clock()
+
+
+def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    os.replace(tmp, path)
 
 
 class FitSession:
@@ -116,13 +143,7 @@ class FitSession:
         self.trainer.loggers = loggers
         self.trainer.callbacks.append(ConsoleProgress())
         self.trainer.callbacks.append(
-            ModelCheckpoint(
-                dirpath=self.run_dir / "checkpoints",
-                save_last=True,
-                save_top_k=0,
-                train_time_interval=CHECKPOINT_EVERY,
-                save_on_train_epoch_end=False,
-            )
+            PeriodicCheckpoint(self.run_dir / "checkpoints" / "last.ckpt", CHECKPOINT_EVERY)
         )
 
     def _finish(self, status: str) -> None:
@@ -130,7 +151,7 @@ class FitSession:
         run_dir, trainer = self.run_dir, self.trainer
         assert run_dir is not None
         try:
-            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+            save_checkpoint_atomic(trainer, run_dir / "checkpoints" / "last.ckpt")
         except Exception as exc:  # a failed run may have nothing consistent to save
             say(f"no final checkpoint ({exc})", to_stderr=True)
         phases = next(cb for cb in trainer.callbacks if isinstance(cb, PhaseDetector))
