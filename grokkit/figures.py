@@ -129,7 +129,10 @@ PANELS: dict[str, Panel] = {
     ),
 }
 
-USAGE = "grokkit figures [--only 1a,2b,...] [--out docs/figures] [--runs runs/figures] [--dry-run]"
+USAGE = (
+    "grokkit figures [--only 1a,2b,...] [--out docs/figures] [--runs runs/figures] "
+    "[--dry-run | --draw-only]"
+)
 
 
 def _config_path(path: str) -> str:
@@ -174,14 +177,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="docs/figures", help="where the PNGs and table.md go")
     parser.add_argument("--runs", default="runs/figures", help="where the run directories go")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    parser.add_argument(
+        "--draw-only",
+        action="store_true",
+        help="redraw the panels and the table from the runs as they are, train nothing",
+    )
     return parser
 
 
 def figures_main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
-        panel_ids = parse_only(args.only)
-        maker = FigureMaker(panel_ids, Path(args.out), Path(args.runs))
+        maker = FigureMaker(parse_only(args.only), Path(args.out), Path(args.runs))
+        if args.draw_only:
+            return maker.redraw()
         maker.check()
     except ConfigError as exc:
         error(exc)
@@ -244,6 +253,11 @@ class FigureMaker:
             f"# panels {', '.join(self.panel_ids)} -> "
             f"{self.out}/fig<panel>.png, {self.out}/table.md"
         )
+        return EXIT_CODES["completed"]
+
+    def redraw(self) -> int:
+        drawn = self.draw(self.panel_ids)
+        say(f"drew {len(drawn)} panel(s) and {self.out / 'table.md'}", who="grokkit figures")
         return EXIT_CODES["completed"]
 
     def run(self) -> int:

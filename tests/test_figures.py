@@ -82,8 +82,9 @@ def test_panels_and_table_are_drawn_from_run_directories(tmp_path):
             _synthetic_run(runs / name, name)
     maker = FigureMaker(list(PANELS), out, runs)
     maker.manifest = {"e1_sparse_grokking": {"seconds": 151.0}}
-    maker.draw(list(PANELS))
-    for pid in PANELS:
+    kinds = ["1a", "2b", "2c", "3", "4"]  # one panel of each plot kind (1b and 2a are as 1a)
+    assert maker.draw(kinds) == set(kinds)
+    for pid in kinds:
         png = out / f"fig{pid}.png"
         assert png.is_file() and 0 < png.stat().st_size < MAX_PNG_BYTES, pid
     table = (out / "table.md").read_text().splitlines()
@@ -119,6 +120,16 @@ def test_run_makes_missing_runs_skips_finished_ones_and_records_wall_time(tmp_pa
     launched.clear()
     assert main(["figures", "--only", "3", "--runs", str(runs), "--out", str(out)]) == 0
     assert launched == []
+
+
+def test_draw_only_redraws_from_the_runs_as_they_are_and_trains_nothing(tmp_path, monkeypatch):
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    _synthetic_run(runs / "e1_sparse_grokking", "e1_sparse_grokking")
+    monkeypatch.setattr(FigureMaker, "_launch", lambda *args: pytest.fail("launched a run"))
+    argv = ["figures", "--only", "1a,1b", "--draw-only", "--runs", str(runs), "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / "fig1a.png").is_file() and not (out / "fig1b.png").exists()
+    assert "| 1b | e2_misgrokking | not run |" in (out / "table.md").read_text()
 
 
 def test_an_unfinished_run_directory_is_set_aside_not_overwritten(tmp_path, monkeypatch):

@@ -141,10 +141,16 @@ def plot_overlay_train(title: str, runs: list[PanelRun], out: Path) -> None:
 
 def _overlay(title: str, runs: list[PanelRun], out: Path, train: bool) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, run_dir) in enumerate(runs):
+    present = _available(runs)
+    for i, (label, run_dir) in enumerate(runs):  # a run keeps its colour while others are missing
+        if (label, run_dir) not in present:
+            continue
         cols, summary = _columns(run_dir), read_summary(run_dir)
         decay, colour = _weight_decay(run_dir), COLOURS[i % len(COLOURS)]
         x = cols["time"] * decay
+        status = summary.get("status", "running")
+        if status != "completed":  # a run cut short says so, and where
+            label = f"{label} ({status} at λt = {x[-1]:.2g})"
         ax.plot(x, cols["test/acc"], color=colour, lw=1.5, label=f"{label} test")
         if train:
             ax.plot(x, cols["train/acc"], color=colour, lw=1, ls="--", label=f"{label} train")
@@ -180,7 +186,7 @@ def draw_panel(kind: str, title: str, runs: list[PanelRun], out: Path) -> Path |
     present = _available(runs)
     if not present:
         return None
-    PLOTS[kind](title, present, out)
+    PLOTS[kind](title, runs if kind.startswith("overlay") else present, out)
     return out
 
 
