@@ -71,43 +71,23 @@ def _plot_group(
     ax.set_title(EXTRA_PANELS[group], fontsize=9)
 
 
-def _uses_time_axis(run_dir: Path) -> bool:
-    """Loss-normalized runs (paper Fig. 4) are drawn against time: their steps are not time."""
-    model = read_config(run_dir).get("model") or {}
-    return bool(model.get("lr_normalize_by_loss"))
-
-
 def log10_one_plus_t(log10_t: np.ndarray | float) -> np.ndarray:
     """log10(1 + t) from log10 t, for any t (also past 10^308): the paper's Fig. 4 axis."""
     return np.logaddexp(0.0, np.asarray(log10_t, dtype=float) * math.log(10)) / math.log(10)
 
 
-def step_at_time(steps: np.ndarray, times: np.ndarray, t: float) -> float | None:
-    """The (interpolated) step at which gradient-flow time reaches t; None beyond the run."""
-    if len(times) == 0 or t > times[-1]:
-        return None
-    return float(np.interp(t, times, steps))
-
-
 def plot_run(run_dir: Path) -> Path:
-    """Accuracy (classification) and loss against step on a log axis (loss-normalized runs:
-    against 1 + t, or log10(1 + t) when t is carried as log10_time), ‖θ‖ on a twin axis, with
+    """Accuracy (classification) and loss against gradient-flow time t on a log axis (against
+    log10(1 + t) when t is carried as log10_time, loss-normalized runs), ‖θ‖ on a twin axis, with
     vertical markers at memorization, grokking, misgrokking and the predicted transition."""
     run_dir = Path(run_dir)
     cols = {k: np.asarray(v) for k, v in read_metrics(run_dir / METRICS).items()}
     summary = read_summary(run_dir)
-    time_axis = _uses_time_axis(run_dir)
-    log_clock = time_axis and "log10_time" in cols
-    if log_clock:  # log10(1 + t) on a log axis: t spans hundreds of decades
-        x_all = log10_one_plus_t(cols["log10_time"])
-        keep = x_all > 0
-        x = x_all[keep]
-    elif time_axis:
-        keep = np.ones_like(cols["step"], dtype=bool)
-        x = 1 + cols["time"]
-    else:
-        keep = cols["step"] >= 1  # a log axis cannot show step 0
-        x = cols["step"][keep]
+    # every run against gradient-flow time t: runs of any step size (or integrator) compare
+    log_clock = "log10_time" in cols  # loss-normalized runs: t spans hundreds of decades
+    x_all = log10_one_plus_t(cols["log10_time"]) if log_clock else cols["time"]
+    keep = x_all > 0  # a log axis cannot show t = 0
+    x = x_all[keep]
     panels = [("acc", "accuracy")] if "train/acc" in cols else []
     panels.append(("loss", "loss"))
     extra = [group for group in EXTRA_PANELS if any(c.startswith(group) for c in cols)]
@@ -115,18 +95,15 @@ def plot_run(run_dir: Path) -> Path:
     fig, axes = plt.subplots(
         1 + bool(extra), n_cols, figsize=(6.5 * n_cols, 4.2 * (1 + bool(extra))), squeeze=False
     )
-    x_label = "step"
+    weight_decay = (read_config(run_dir).get("model") or {}).get("weight_decay")
+    x_label = "t (gradient-flow time)"
     if log_clock:
         x_label = "log10(1 + t), t the gradient-flow time"
-    elif time_axis:
-        x_label = "1 + t (gradient-flow time)"
+    elif weight_decay:
+        x_label += f"; λt = t × {weight_decay:g}"
     predicted = summary.get("predicted_transition_time")
-    if predicted is None:
-        predicted_x = None
-    elif time_axis:
-        predicted_x = 1 + predicted
-    else:
-        predicted_x = step_at_time(cols["step"], cols["time"], predicted)
+    within = predicted is not None and not log_clock and len(x) and predicted <= x[-1]
+    predicted_x = predicted if within else None
     references = summary.get("references") or {}
 
     def mark_phases(ax: Any) -> None:
@@ -135,8 +112,7 @@ def plot_run(run_dir: Path) -> Path:
                 at = summary.get(f"{phase}_log10_time")
                 at = None if at is None else float(log10_one_plus_t(at))
             else:
-                at = summary.get(f"{phase}_time" if time_axis else f"{phase}_step")
-                at = None if at is None else (1 + at if time_axis else max(at, 1))
+                at = summary.get(f"{phase}_time")
             if at:
                 ax.axvline(at, color=colour, ls="--", lw=1, label=name)
         if predicted_x:
