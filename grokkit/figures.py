@@ -19,7 +19,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,17 @@ def _adaptive(horizon: float, *extra: str) -> tuple[str, ...]:
     return (*ADAPTIVE, f"--model.max_flow_time={horizon:g}", *extra)
 
 
+# Fig. 2 runs at rtol = 1e-2. The ReLU kinks make E3's late-phase flow non-smooth: the step's
+# error estimate stops shrinking like h³ and grows about like h (it sees the gradient jump
+# across kinks), so the tolerance acts as a cap on each step's move, rtol·‖θ‖, and the cost
+# grows like 1/rtol: about 15 000, 2 500 and 1 500 evaluations per unit of λt at 1e-3, 1e-2 and
+# 3e-2 on Fig. 2b's α = 10 run (benchmarks/flow_rtol.py). The panels' phase times at
+# 1e-2 against 1e-3 are in the README.
+FIG2_RTOL = "--model.rtol=1e-2"
+
+
 def _fig2(variant: str, horizon: float) -> FigureRun:
-    return FigureRun((FIG2, PAPER + variant), _adaptive(horizon))
+    return FigureRun((FIG2, PAPER + variant), _adaptive(horizon, FIG2_RTOL))
 
 
 # Smallest first: the order the runs are made in. Horizons in flow time t: E1, E2 to λt = 20
@@ -131,7 +142,7 @@ PANELS: dict[str, Panel] = {
 
 USAGE = (
     "grokkit figures [--only 1a,2b,...] [--out docs/figures] [--runs runs/figures] "
-    "[--dry-run | --draw-only]"
+    "[--jobs N] [--dry-run | --draw-only]"
 )
 
 
@@ -176,6 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default=None, help=f"panels, comma-separated: {','.join(PANELS)}")
     parser.add_argument("--out", default="docs/figures", help="where the PNGs and table.md go")
     parser.add_argument("--runs", default="runs/figures", help="where the run directories go")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once, each with cores/N threads (default 1: one run on every core)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     parser.add_argument(
         "--draw-only",
@@ -188,7 +205,9 @@ def _parser() -> argparse.ArgumentParser:
 def figures_main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
-        maker = FigureMaker(parse_only(args.only), Path(args.out), Path(args.runs))
+        if args.jobs < 1:
+            raise ConfigError(f"figures: --jobs must be >= 1, got {args.jobs}")
+        maker = FigureMaker(parse_only(args.only), Path(args.out), Path(args.runs), args.jobs)
         if args.draw_only:
             return maker.redraw()
         maker.check()
@@ -199,14 +218,17 @@ def figures_main(argv: list[str]) -> int:
 
 
 class FigureMaker:
-    """Makes the runs of ``panel_ids`` one at a time, then draws the panels and the table."""
+    """Makes the runs of ``panel_ids``, ``jobs`` at a time, redrawing a run's panels and the
+    table as it ends. The runs' processes are its threads' children; only the main thread
+    draws and writes the manifest."""
 
-    def __init__(self, panel_ids: list[str], out: Path, runs_dir: Path) -> None:
-        self.panel_ids, self.out, self.runs_dir = panel_ids, out, runs_dir
+    def __init__(self, panel_ids: list[str], out: Path, runs_dir: Path, jobs: int = 1) -> None:
+        self.panel_ids, self.out, self.runs_dir, self.jobs = panel_ids, out, runs_dir, jobs
         self.names = runs_of(panel_ids)
         self.manifest: dict[str, dict[str, Any]] = self._load_manifest()
         self.stopping = 0
-        self.process: subprocess.Popen | None = None
+        self.processes: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()  # guards manifest and processes across the run threads
 
     # --- state --------------------------------------------------------------------------------
     def _load_manifest(self) -> dict[str, dict[str, Any]]:
@@ -269,13 +291,18 @@ class FigureMaker:
             who="grokkit figures",
         )
         failed, drawn = [], set()
-        with on_stop_signals(self._request_stop):
-            for name in todo:
-                if self.stopping:
-                    break
-                if self._fit(name) not in FINAL:
-                    failed.append(name)
-                drawn |= self.draw([pid for pid in self.panel_ids if pid in panels_of(name)])
+        with on_stop_signals(self._request_stop), ThreadPoolExecutor(self.jobs) as pool:
+            pending: dict[Future, str] = {pool.submit(self._fit, name): name for name in todo}
+            while pending:
+                # a timeout, so that a stop signal is handled while the runs go on
+                finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = pending.pop(future)
+                    if future.result() not in FINAL:
+                        failed.append(name)
+                    with self._lock:
+                        self._save_manifest()
+                    drawn |= self.draw([pid for pid in self.panel_ids if pid in panels_of(name)])
         self.draw([pid for pid in self.panel_ids if pid not in drawn])
         return self._conclude(failed)
 
@@ -294,56 +321,74 @@ class FigureMaker:
 
     # --- one run ------------------------------------------------------------------------------
     def _fit(self, name: str) -> str:
-        """Run one fit to its end; returns its status."""
+        """Run one fit to its end (in a pool thread); returns its status."""
+        if self.stopping:  # queued behind a run that a signal stopped: never started
+            return "interrupted"
         run_dir = self.runs_dir / name
         argv = self.command(name)
-        record = self.manifest.setdefault(name, {"seconds": 0.0, "attempts": 0})
-        if self.checkpoint(name) is None and run_dir.exists():
-            _set_aside(run_dir)
-            record["seconds"] = 0.0  # the wall time of the run that will be in the table
-        record.update(command=argv, attempts=record["attempts"] + 1)
+        with self._lock:
+            record = self.manifest.setdefault(name, {"seconds": 0.0, "attempts": 0})
+            if self.checkpoint(name) is None and run_dir.exists():
+                _set_aside(run_dir)
+                record["seconds"] = 0.0  # the wall time of the run that will be in the table
+            record.update(command=argv, attempts=record["attempts"] + 1)
         say(f"{name}: running (log {self.runs_dir / 'logs' / name}.log)", who="grokkit figures")
         started = time.monotonic()
         code = self._launch(argv, name)
-        record["seconds"] = round(record["seconds"] + time.monotonic() - started, 1)
-        summary = read_summary(run_dir)
-        record["exit_code"] = code
-        record["status"] = summary.get("status") or status_of_exit(code)
-        self._save_manifest()
+        status = read_summary(run_dir).get("status") or status_of_exit(code)
+        with self._lock:
+            record.update(
+                seconds=round(record["seconds"] + time.monotonic() - started, 1),
+                exit_code=code,
+                status=status,
+            )
         say(
             f"{name}: {record['status']} (exit {code}, {record['seconds']:.0f} s in all)",
             who="grokkit figures",
         )
         return record["status"]
 
-    def _launch(self, argv: list[str], name: str) -> int:
+    def child_env(self) -> dict[str, str]:
+        """A run's environment: W&B off unless asked for, and with ``jobs`` > 1 a share of the
+        cores for each run's torch threads (a user's OMP_NUM_THREADS wins)."""
         env = dict(os.environ)
         env.setdefault("WANDB_MODE", "disabled")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if self.jobs > 1:
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        return env
+
+    def _launch(self, argv: list[str], name: str) -> int:
+        env = self.child_env()
         logs = self.runs_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "a") as log:
             log.write(f"$ {shlex.join(argv)}\n")
             log.flush()
             # Own session: a terminal Ctrl-C reaches only this process, which forwards it.
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-            code = self.process.wait()
-        self.process = None
+            with self._lock:
+                self.processes.add(process)
+            code = process.wait()
+        with self._lock:
+            self.processes.discard(process)
         return code
 
     def _request_stop(self, signum: int) -> None:
-        """First signal: SIGTERM to the run (it checkpoints and writes its summary); second:
-        SIGINT, which stops it at once."""
+        """First signal: SIGTERM to the runs (each checkpoints and writes its summary); second:
+        SIGINT, which stops them at once. Queued runs are not started."""
         self.stopping += 1
         say(
-            f"{signal_name(signum)}: stopping the current run",
+            f"{signal_name(signum)}: stopping the current runs",
             who="grokkit figures",
             to_stderr=True,
         )
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM if self.stopping == 1 else signal.SIGINT)
+        with self._lock:
+            running = [p for p in self.processes if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM if self.stopping == 1 else signal.SIGINT)
 
     # --- drawing ------------------------------------------------------------------------------
     def draw(self, panel_ids: list[str]) -> set[str]:
@@ -368,7 +413,8 @@ class FigureMaker:
 
 TABLE_PREAMBLE = (
     "Runs of `grokkit figures` (configs/paper/ at the paper's sizes; adaptive integrator at its "
-    "default rtol unless the run is gd). Times are gradient-flow times t, with λt in brackets; "
+    "default rtol = 1e-3, Fig. 2's runs at rtol = 1e-2, Fig. 4 gd). Times are gradient-flow "
+    "times t, with λt in brackets; "
     "wall time is the fit process's, on the machine that ran it.\n"
 )
 

@@ -4,6 +4,7 @@ prints the commands, bad input is one line, and panels and table are drawn from 
 
 import math
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def test_dry_run_only_lists_the_panels_runs(tmp_path, capsys):
     assert names == ["e1_sparse_grokking", "e3_alpha1", "e3_alpha10_wd1e-4", "e3_alpha100"]
 
 
-@pytest.mark.parametrize("args", [["--only", "1a,9z"], ["--only", ","], ["--bogus"]])
+@pytest.mark.parametrize(
+    "args", [["--only", "1a,9z"], ["--only", ","], ["--bogus"], ["--jobs", "0"], ["--jobs", "x"]]
+)
 def test_bad_input_is_one_line_and_exit_2(args, capsys):
     assert main(["figures", *args]) == 2
     captured = capsys.readouterr()
@@ -139,6 +142,36 @@ def test_an_unfinished_run_directory_is_set_aside_not_overwritten(tmp_path, monk
     monkeypatch.setattr(FigureMaker, "_launch", lambda self, argv, name: 1)
     assert main(["figures", "--only", "1a", "--runs", str(runs), "--out", str(tmp_path)]) == 1
     assert (runs / "e1_sparse_grokking.attempt-1" / "metrics.csv").is_file()
+
+
+def test_jobs_runs_that_many_fits_at_once_and_records_each(tmp_path, monkeypatch):
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    both_running = threading.Barrier(2, timeout=20)  # broken unless two launches overlap
+
+    def fake_launch(self, argv, name):
+        both_running.wait()
+        _synthetic_run(runs / name, name)
+        return 0
+
+    monkeypatch.setattr(FigureMaker, "_launch", fake_launch)
+    assert (
+        main(["figures", "--only", "1a,1b", "--jobs", "2", "--runs", str(runs), "--out", str(out)])
+        == 0
+    )
+    manifest = FigureMaker(["1a"], out, runs).manifest
+    assert {manifest[n]["status"] for n in ("e1_sparse_grokking", "e2_misgrokking")} == {
+        "completed"
+    }
+    assert (out / "fig1a.png").is_file() and (out / "fig1b.png").is_file()
+
+
+def test_jobs_share_the_cores_unless_the_user_set_threads(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert FigureMaker(["1a"], tmp_path, tmp_path, jobs=4).child_env()["OMP_NUM_THREADS"] == "2"
+    assert "OMP_NUM_THREADS" not in FigureMaker(["1a"], tmp_path, tmp_path).child_env()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert FigureMaker(["1a"], tmp_path, tmp_path, jobs=4).child_env()["OMP_NUM_THREADS"] == "3"
 
 
 def test_figures_is_in_the_usage():
