@@ -26,6 +26,10 @@ each choice are printed by benchmarks/flow_methods.py.
 Order: 2 (global error ∝ h²; with the step set by the error test it falls like rtol^(2/3)).
 Steps shortened to land on a requested time may be single Lawson–Euler stages (order 1, their
 own error h/2·(F_{n+1} − F_n) held to the same tolerance), see ``step``.
+Non-smooth fields (ReLU nets): where steps cross many kinks, ∇L jumps within a step, the
+estimate grows about like h instead of h³, and rtol becomes a cap on each step's move
+(~rtol·‖θ‖); the cost then grows like 1/rtol instead of rtol^(-1/3). benchmarks/flow_rtol.py
+measures it on E3 (paper Fig. 2).
 """
 
 import math

@@ -2,6 +2,7 @@
 prints the commands, bad input is one line, and panels and table are drawn from run directories
 (small synthetic ones here: no training in these tests)."""
 
+import json
 import math
 import sys
 import threading
@@ -46,6 +47,33 @@ def test_every_run_composes_and_its_overrides_are_accepted(name, tmp_path):
     adaptive = "--model.integrator=adaptive" in run.overrides
     assert adaptive == (name != "e4_no_decay")  # loss-normalized E4 is gd only
     assert adaptive == any(o.startswith("--model.max_flow_time=") for o in run.overrides)
+
+
+def test_fig2_horizons_are_in_lambda_t_of_each_runs_own_weight_decay():
+    for name in runs_of(["2a", "2b", "2c"]):
+        run = RUNS[name]
+        decay = None
+        for path in run.configs:  # the variant's λ, else the base's
+            decay = yaml.safe_load((REPO / path).read_text())["model"].get("weight_decay", decay)
+        horizon = next(o for o in run.overrides if o.startswith("--model.max_flow_time="))
+        lam_t = float(horizon.split("=")[1]) * decay
+        assert lam_t == pytest.approx(round(lam_t), rel=1e-5) and 6 <= lam_t <= 10, name
+        assert "--model.rtol=1e-2" in run.overrides, name
+
+
+def test_a_fresh_start_records_its_own_wall_time_not_an_earlier_attempts(tmp_path, monkeypatch):
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    runs.mkdir()
+    old = {"e1_sparse_grokking": {"seconds": 999.0, "attempts": 1, "status": "interrupted"}}
+    (runs / "figures.json").write_text(json.dumps({"runs": old}))  # its run directory is gone
+
+    def fake_launch(self, argv, name):
+        _synthetic_run(runs / name, name)
+        return 0
+
+    monkeypatch.setattr(FigureMaker, "_launch", fake_launch)
+    assert main(["figures", "--only", "1a", "--runs", str(runs), "--out", str(out)]) == 0
+    assert FigureMaker(["1a"], out, runs).manifest["e1_sparse_grokking"]["seconds"] < 60
 
 
 def test_dry_run_prints_every_command_and_trains_nothing(tmp_path, capsys):
