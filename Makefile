@@ -31,7 +31,9 @@ bench: install
 	WANDB_MODE=disabled $(BIN)/python benchmarks/callbacks_cost.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/flow.py
 
-# Every figure panel of the paper at its own scale (grokkit figures; FIGURES_ARGS=--only 1a,3).
+# Every figure panel of the paper at its own scale, two runs at a time, one core each
+# (grokkit figures; FIGURES_ARGS="--only 1a,3 --jobs 1").
+FIGURES_ARGS ?= --jobs 2
 figures: install
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/grokkit figures $(FIGURES_ARGS)
 

@@ -12,7 +12,7 @@ gradient changes by jumps as pre-activations cross zero, not smoothly. Two measu
           like rtol^(-1/3); here the error estimate sees the jumps and grows about like h, so
           the tolerance caps each step's move at ~rtol·‖θ‖ and the cost grows like 1/rtol.
 
-    .venv/bin/python benchmarks/flow_rtol.py runs/figures/e3_alpha10_wd1e-4 [--window 0.05]
+    .venv/bin/python benchmarks/flow_rtol.py runs/figures/e3_alpha10_wd1e-4 [--window 0.2]
 
 The run directory is a Fig. 2b α = 10 run (``grokkit figures --only 2b``, or its config with
 ``--model.integrator=adaptive``) stopped or finished anywhere after memorization.
@@ -100,7 +100,7 @@ def run_rtols(p: E3, t0: float, window: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--window", type=float, default=0.05, help="λt covered at each rtol")
+    parser.add_argument("--window", type=float, default=0.2, help="λt covered at each rtol")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
