@@ -5,6 +5,7 @@ import math
 import pytest
 
 from grokkit.callbacks import EvaluationCallback, PhaseDetector
+from grokkit.callbacks.phases import first_crossing
 from grokkit.errors import ConfigError
 
 LR = 0.01
@@ -304,3 +305,18 @@ def test_crossing_is_interpolated_exactly_on_a_linear_ramp():
     det = _feed(PhaseDetector(), rows)
     assert det.grokking_time == pytest.approx(190.0)
     assert det.grokking_step == 19_000
+
+
+def test_first_crossing_of_rows_read_back_interpolates_and_skips_missing_values():
+    # test accuracy rises linearly from 0.2 at t = 100 to 0.8 at t = 200: 50% at t = 150; a row
+    # without the value (NaN, an empty cell read back) is skipped, not taken as a crossing
+    rows = [
+        {"step": 0, "time": 0.0, "test/acc": 0.1},
+        {"step": 5, "time": 100.0, "test/acc": 0.2},
+        {"step": 7, "time": 150.0, "test/acc": math.nan},
+        {"step": 10, "time": 200.0, "test/acc": 0.8},
+        {"step": 20, "time": 300.0, "test/acc": 0.4},
+    ]
+    assert first_crossing(rows, "test/acc", 0.5) == (8, pytest.approx(150.0))
+    assert first_crossing(rows, "test/acc", 0.9) is None
+    assert first_crossing([], "test/acc", 0.5) is None

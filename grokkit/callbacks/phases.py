@@ -1,6 +1,7 @@
 """Detect the memorization, grokking and misgrokking times from the evaluation rows."""
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -174,6 +175,21 @@ class PhaseDetector(EvaluationCallback):
 
 
 _KEPT = ("step", "time", "log10_time", "train/acc", "test/acc", "train/loss", "test/loss")
+
+
+def first_crossing(
+    rows: Iterable[dict[str, float]], key: str, threshold: float, clock: str = "time"
+) -> tuple[int, float] | None:
+    """(step, time) where ``key`` first reaches ``threshold`` upwards in a run's rows (e.g.
+    metrics.csv read back), interpolated as the detector does; None if it never does."""
+    previous = None
+    for row in rows:
+        if math.isfinite(row.get(key, math.nan)):
+            crossed = _crossing(previous, row, key, threshold, clock=clock)
+            if crossed is not None:
+                return crossed
+            previous = row
+    return None
 
 
 def _crossing(

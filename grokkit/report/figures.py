@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from grokkit.callbacks.phases import first_crossing  # noqa: E402
 from grokkit.report.curves import MARKERS, log10_one_plus_t  # noqa: E402
 from grokkit.rundir import METRICS, read_config, read_metrics, read_summary  # noqa: E402
 
@@ -213,6 +214,7 @@ TABLE_HEADER = [
     "memorization t (λt)",
     "grokking t (λt)",
     "misgrokking t (λt)",
+    "test acc. 50% t (λt)",
     "ln α/λ (ln α)",
     "final train",
     "final test",
@@ -243,6 +245,20 @@ def _wall(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _half_test_accuracy(run_dir: Path, clock: str) -> Any:
+    """Where test accuracy first reaches 50% (the level the paper quotes for Fig. 2), on the
+    run's clock; None if it never does or the run has no accuracy."""
+    if not (run_dir / METRICS).is_file():
+        return None
+    columns = read_metrics(run_dir / METRICS)
+    if "test/acc" not in columns or clock not in columns:
+        return None
+    keys = list(columns)
+    rows = [dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    crossed = first_crossing(rows, "test/acc", 0.5, clock=clock)
+    return None if crossed is None else crossed[1]
+
+
 def table_row(run: TableRun) -> list[str]:
     """The cells of one run's row, from its summary.json and config.yaml."""
     summary = read_summary(run.run_dir)
@@ -260,6 +276,8 @@ def table_row(run: TableRun) -> list[str]:
     reached = (
         _log_time(summary.get("log10_time")) if log_clock else _time(summary.get("time"), decay)
     )
+    half = _half_test_accuracy(run.run_dir, "log10_time" if log_clock else "time")
+    times.append(_log_time(half) if log_clock else _time(half, decay))
     predicted = summary.get("predicted_transition_time")
     evaluations = summary.get("gradient_evaluations")
     return [
