@@ -72,8 +72,8 @@ def _adaptive(horizon: float, *extra: str) -> tuple[str, ...]:
 # error estimate stops shrinking like h³ and grows about like h (it sees the gradient jump
 # across kinks), so the tolerance acts as a cap on each step's move, rtol·‖θ‖, and the cost
 # grows like 1/rtol: about 15 000, 2 500 and 1 500 evaluations per unit of λt at 1e-3, 1e-2 and
-# 3e-2 on Fig. 2b's α = 10 run (benchmarks/flow_rtol.py). The panels' phase times at
-# 1e-2 against 1e-3 are in the README.
+# 3e-2 on Fig. 2b's α = 10 run (benchmarks/flow_rtol.py); runs at 1e-2 and 1e-3 agree on
+# every evaluation row both reached (README, "ReLU nets").
 FIG2_RTOL = "--model.rtol=1e-2"
 
 
@@ -82,11 +82,12 @@ def _fig2(variant: str, weight_decay: float, lam_t: float) -> FigureRun:
     return FigureRun((FIG2, PAPER + variant), _adaptive(lam_t / weight_decay, FIG2_RTOL))
 
 
-# The order the runs are made in: smallest first, but 2b together (its α = 100 is the longest). Horizons in flow time t: E1, E2 to λt = 20
-# (the paper's E1 run ends there: 2·10^6 steps of η = 0.01), E5 to λt = 20. Fig. 2 to just past
-# each run's phenomenon (they cost ~2 500–4 500 evaluations per unit of λt): 2b's α = 1 and
-# α = 10 to λt = 10, α = 100 (50% test accuracy near λt = 7.4 in the paper) to 9, 2a to 5, 2c's
-# larger λ to 7, and λ = 3e-3, whose training accuracy has collapsed by λt ≈ 4, to 5.
+# The order the runs are made in: smallest first, but 2b together (its α = 100 is the longest).
+# Horizons in flow time t: E1, E2 to λt = 20 (the paper's E1 run ends there: 2·10^6 steps of
+# η = 0.01), E5 to λt = 20. Fig. 2 to just past each run's phenomenon (they cost ~2 500–4 500
+# evaluations per unit of λt): 2b's α = 1 and α = 10 to λt = 10, α = 100 (50% test accuracy
+# near λt = 7.4 in the paper) to 9, 2a to 5, 2c's larger λ to 7, and λ = 3e-3, whose training
+# accuracy has collapsed by λt ≈ 4, to 5.
 RUNS: dict[str, FigureRun] = {
     "e1_sparse_grokking": FigureRun(
         (PAPER + "e1_sparse_grokking.yaml",), _adaptive(2e4, "--model.eval_points=200")
