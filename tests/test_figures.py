@@ -127,8 +127,9 @@ def test_panels_and_table_are_drawn_from_run_directories(tmp_path):
     assert "| 2b, 2c | e3_alpha10_wd1e-4 |" in rows["e3_alpha10_wd1e-4"]
     assert "| not run |" in rows["e3_wd3e-3"]
     assert "(2.3)" in rows["e3_alpha10_wd1e-4"]  # ln α/λ in λt: ln 10
-    half = rows["e3_alpha10_wd1e-4"].split(" | ")[TABLE_HEADER.index("test acc. 50% t (λt)")]
-    assert float(half.split("(")[1].rstrip(")")) == pytest.approx(3.0, abs=0.1)  # the rise's middle
+    column = TABLE_HEADER.index("test acc. halfway t (λt)")
+    half = rows["e3_alpha10_wd1e-4"].split(" | ")[column]  # the rise's middle: λt = 3
+    assert float(half.split("(")[1].rstrip(")")) == pytest.approx(3.0, abs=0.1)
     assert "MSE" in rows["e5_matrix_completion"] and "10^" in rows["e4_no_decay"]
 
 

@@ -309,7 +309,8 @@ def test_crossing_is_interpolated_exactly_on_a_linear_ramp():
 
 def test_first_crossing_of_rows_read_back_interpolates_and_skips_missing_values():
     # test accuracy rises linearly from 0.2 at t = 100 to 0.8 at t = 200: 50% at t = 150; a row
-    # without the value (NaN, an empty cell read back) is skipped, not taken as a crossing
+    # without the value (NaN, an empty cell read back) is skipped, not taken as a crossing;
+    # a run that starts at or above the level has no rise through it
     rows = [
         {"step": 0, "time": 0.0, "test/acc": 0.1},
         {"step": 5, "time": 100.0, "test/acc": 0.2},
@@ -320,3 +321,4 @@ def test_first_crossing_of_rows_read_back_interpolates_and_skips_missing_values(
     assert first_crossing(rows, "test/acc", 0.5) == (8, pytest.approx(150.0))
     assert first_crossing(rows, "test/acc", 0.9) is None
     assert first_crossing([], "test/acc", 0.5) is None
+    assert first_crossing(rows[3:], "test/acc", 0.5) is None

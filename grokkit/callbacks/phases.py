@@ -180,15 +180,17 @@ _KEPT = ("step", "time", "log10_time", "train/acc", "test/acc", "train/loss", "t
 def first_crossing(
     rows: Iterable[dict[str, float]], key: str, threshold: float, clock: str = "time"
 ) -> tuple[int, float] | None:
-    """(step, time) where ``key`` first reaches ``threshold`` upwards in a run's rows (e.g.
-    metrics.csv read back), interpolated as the detector does; None if it never does."""
+    """(step, time) where ``key`` first rises from below ``threshold`` to it or above, in a run's
+    rows (e.g. metrics.csv read back), interpolated as the detector does; None if it never does.
+    Rows without a finite value are skipped."""
     previous = None
     for row in rows:
-        if math.isfinite(row.get(key, math.nan)):
-            crossed = _crossing(previous, row, key, threshold, clock=clock)
-            if crossed is not None:
-                return crossed
-            previous = row
+        value = row.get(key, math.nan)
+        if not math.isfinite(value):
+            continue
+        if previous is not None and previous[key] < threshold <= value:
+            return _crossing(previous, row, key, threshold, clock=clock)
+        previous = row
     return None
 
 
