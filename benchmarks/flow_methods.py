@@ -144,7 +144,7 @@ def e1_gd(p: E1, refs: tuple[Tensor, Tensor]) -> Row:
 
 
 def e1_heun_euler(p: E1, refs: tuple[Tensor, Tensor], rtol: float) -> Row:
-    """PAPER.md §6's floor: textbook Heun–Euler pair, err = ‖θ_Heun − θ_Euler‖ ≤ rtol·‖θ‖,
+    """The floor to beat: a textbook Heun–Euler pair, err = ‖θ_Heun − θ_Euler‖ ≤ rtol·‖θ‖,
     factor 0.9·err^(−1/2) clipped to [0.2, 5], Heun propagated (2 evaluations per step)."""
     field, theta, t, h = Counter(p.grad), p.theta0.clone(), 0.0, 1e-3
     ts, accs, errors, wall = [0.0], [p.test_acc(theta)], [], 0.0

@@ -75,7 +75,7 @@ def _param_norm(task: GrokTask) -> float:
 
 
 def test_kernel_phase_norm_follows_exponential_decay():
-    """PAPER.md §4: ‖θ_k‖ ≈ α·exp(−η·λ·k) during the plateau (checked to 1%)."""
+    """Early phase (arXiv 2311.18817): ‖θ_k‖ ≈ α·exp(−η·λ·k) on the plateau (to 1%)."""
     torch.manual_seed(0)
     dm = _data()
     task = GrokTask(DiagonalNet(D, depth=2), alpha=ALPHA, lr=LR, weight_decay=WD)
