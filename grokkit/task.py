@@ -104,10 +104,23 @@ class GrokTask(pl.LightningModule):
         )
         if integrator == "adaptive":
             require(
-                optimizer == "sgd" and batch_size is None and not lr_normalize_by_loss,
+                optimizer == "sgd" and batch_size is None,
                 "model.integrator=adaptive integrates the full-batch gradient flow: it needs "
-                f"model.optimizer=sgd (got {optimizer}), model.batch_size=null (got "
-                f"{batch_size}) and model.lr_normalize_by_loss=false",
+                f"model.optimizer=sgd (got {optimizer}) and model.batch_size=null (got "
+                f"{batch_size})",
+            )
+        if integrator == "adaptive" and lr_normalize_by_loss:
+            require(
+                lr_normalize_below_log_loss is None and lr_plain is None,
+                "model.lr_normalize_below_log_loss and model.lr_plain set gd's plain steps; "
+                "the adaptive integrator follows the flow of log L from the start (the same "
+                "path): leave them null",
+            )
+            require(
+                max_flow_time is None,
+                "model.max_flow_time does not apply to a loss-normalized adaptive run (its "
+                "clock is the log-L flow's s, not t): bound it with trainer.max_steps (s "
+                "reaches max_steps·lr, as gd's normalized steps do) or trainer.max_time",
             )
         require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
         require(
@@ -130,6 +143,8 @@ class GrokTask(pl.LightningModule):
         self.flow: AdaptiveFlow | None = None
         self._flow_state: dict[str, Any] | None = None  # from a checkpoint, until training starts
         self._train_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._log_loss_now: float | None = None  # log L at the integrator's point (normalized)
+        self._log_loss_last = math.nan  # log L at the last gradient the closure computed
 
     @property
     def alpha(self) -> float:
@@ -167,10 +182,16 @@ class GrokTask(pl.LightningModule):
         return gd_flow_time(steps, h.lr, h.lr_warmup_steps, h.lr_warmup_start)
 
     @property
+    def clock(self) -> float:
+        """The time the horizon is measured in: flow time t, but for a loss-normalized adaptive
+        run s, the time of the flow of log L that the integrator follows (dt = ds/L)."""
+        return self.flow.t if self.flow is not None else self.flow_time
+
+    @property
     def at_end(self) -> bool:
-        """Whether the run has reached its end: max_steps, or the horizon in flow time."""
+        """Whether the run has reached its end: max_steps, or the horizon on ``clock``."""
         horizon = self.horizon
-        reached = horizon is not None and self.flow_time >= horizon
+        reached = horizon is not None and self.clock >= horizon
         return reached or self.global_step >= self.trainer.max_steps
 
     def on_train_start(self) -> None:
@@ -187,11 +208,16 @@ class GrokTask(pl.LightningModule):
             self.flow.load_state_dict(self._flow_state)
 
     def _loss_gradient(self) -> tuple[torch.Tensor, ...]:
-        """∇L at the net's current parameters, for the adaptive integrator."""
+        """∇L at the net's current parameters, for the adaptive integrator (∇ log L for a
+        loss-normalized run, whose log L is kept in ``_log_loss_last``)."""
         x, y = self._train_batch
         params = list(self.net.parameters())
         with torch.enable_grad():
-            return torch.autograd.grad(self.objective.loss(self.net(x), y), params)
+            if not self.hparams.lr_normalize_by_loss:
+                return torch.autograd.grad(self.objective.loss(self.net(x), y), params)
+            log_loss = self.objective.log_loss(self.net(x), y)
+            self._log_loss_last = log_loss.item()
+            return torch.autograd.grad(log_loss, params)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         if self.last_row is None:  # evaluate the initialization once, before the first step
@@ -221,17 +247,34 @@ class GrokTask(pl.LightningModule):
         target = self.schedule.next_after(flow.t)
         accepted = flow.accepted
         self._train_batch = batch["train"]
+        normalized = self.hparams.lr_normalize_by_loss
+        if normalized and self._log_loss_now is None:
+            with torch.no_grad():
+                self._log_loss_now = self.objective.log_loss(
+                    self.net(batch["train"][0]), batch["train"][1]
+                ).item()
         try:
             while flow.t < target and not self.stop_requested:
-                flow.step(target)
+                h = flow.step(target)
+                if normalized:
+                    self._advance_log_time(h, self._log_loss_last)
                 if self.global_step + flow.accepted - accepted >= self.trainer.max_steps:
                     break
         except IntegrationError as error:  # a non-finite gradient, or the step collapsed
             say(f"the integrator stopped at t = {flow.t:.6g}: {error}", to_stderr=True)
             self.diverged = True
         count_optimizer_steps(self.trainer, flow.accepted - accepted)
-        self.flow_time, self.gradient_evaluations = flow.t, flow.evaluations
+        if not normalized:
+            self.flow_time = flow.t
+        self.gradient_evaluations = flow.evaluations
         self._end_chunk(batch)
+
+    def _advance_log_time(self, h: float, log_loss: float) -> None:
+        """t after a step of h in s along the flow of log L: dt = ds/L, integrated exactly for
+        log L linear in s across the step (its values at both ends known; AdaptiveFlow's last
+        evaluation in a step is at the accepted point)."""
+        start, self._log_loss_now = self._log_loss_now, log_loss
+        self._add_log_time(math.log(h) - start + log_mean_exp(start - log_loss))
 
     def _end_chunk(self, batch: Batch) -> None:
         diverged = self.diverged
@@ -278,7 +321,11 @@ class GrokTask(pl.LightningModule):
             log_loss.backward()
             log_step = math.log(lr) - log_value  # ln(η/L)
         optimizer.step()
-        self.log_flow_time = float(np.logaddexp(self.log_flow_time, log_step))
+        self._add_log_time(log_step)
+
+    def _add_log_time(self, log_dt: float) -> None:
+        """t += e^log_dt, summed in log space (t may pass float64's range: flow_time is inf)."""
+        self.log_flow_time = float(np.logaddexp(self.log_flow_time, log_dt))
         self.flow_time = math.exp(self.log_flow_time) if self.log_flow_time < 709 else math.inf
 
     # ---- evaluation: shared by fit (at schedule points), validate and test ----
@@ -361,3 +408,12 @@ class GrokTask(pl.LightningModule):
             torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def log_mean_exp(delta: float) -> float:
+    """ln((e^δ − 1)/δ), the log of the mean of e^x over x ∈ [0, δ], without overflow."""
+    if abs(delta) < 1e-8:
+        return delta / 2
+    if delta > 0:
+        return delta + math.log(-math.expm1(-delta)) - math.log(delta)
+    return math.log(-math.expm1(delta)) - math.log(-delta)

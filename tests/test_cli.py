@@ -119,6 +119,11 @@ def test_small_run_groks():
 
 # ---------------------------------------------------------------- bad input
 
+_NORMALIZED_ADAPTIVE = [
+    "--model.integrator=adaptive",
+    "--model.lr_normalize_by_loss=true",
+    "--model.weight_decay=0",
+]
 BAD_INPUTS = [
     (["--model.alfa=3"], "model.alfa"),
     (["--model.alpha=abc"], "model.alpha"),
@@ -140,6 +145,8 @@ BAD_INPUTS = [
     (["--model.rtol=0"], "model.rtol"),
     (["--model.max_flow_time=-1"], "model.max_flow_time"),
     (["--model.lr_normalize_by_loss=true"], "model.lr_normalize_by_loss"),  # with λ > 0
+    (_NORMALIZED_ADAPTIVE + ["--model.lr_plain=0.1"], "model.lr_plain"),
+    (_NORMALIZED_ADAPTIVE + ["--model.max_flow_time=10"], "model.max_flow_time"),
 ]
 
 

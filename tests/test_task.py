@@ -6,6 +6,7 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from grokkit.data import SparseLinearData
 from grokkit.errors import ConfigError
 from grokkit.models import DiagonalNet, TwoLayerReLU
 from grokkit.rundir import read_metrics, read_summary
-from grokkit.task import GrokTask
+from grokkit.task import GrokTask, log_mean_exp
 
 # ---------------------------------------------------------------- initialization
 
@@ -374,3 +375,58 @@ def test_loss_normalized_run_goes_past_float64_loss_and_time():
     # phases are placed on the log10 t clock
     assert s["memorization_step"] > 0 and math.isfinite(s["memorization_log10_time"])
     assert (Path("runs/e4") / "curves.png").stat().st_size > 10_000
+
+
+def test_log_mean_exp_is_the_mean_of_exp_over_the_interval():
+    for delta in (-800.0, -30.0, -1.0, -1e-12, 0.0, 1e-9, 0.3, 40.0, 900.0):
+        x = torch.linspace(0, 1, 200_001, dtype=torch.float64) * delta
+        peak = max(delta, 0.0)  # mean of e^x, factored as e^peak · mean(e^(x − peak))
+        expected = peak + math.log(torch.trapezoid(torch.exp(x - peak), dx=1 / 200_000).item())
+        assert log_mean_exp(delta) == pytest.approx(expected, abs=1e-5), delta  # quadrature
+
+
+def _normalized_run(name: str, *extra: str) -> tuple[list[float], list[float]]:
+    args = [
+        "--config",
+        str(QUICKSTART),
+        "--data.d=50",
+        "--data.n_train=32",
+        "--data.n_test=100",
+        "--model.alpha=1",
+        "--model.weight_decay=0",
+        "--model.lr_normalize_by_loss=true",
+        "--trainer.callbacks=[]",
+        f"--run_dir=runs/{name}",
+        *extra,
+    ]
+    assert main(["fit", *args]) == 0
+    cols = read_metrics(f"runs/{name}/metrics.csv")
+    return cols["train/log_loss"][1:], cols["log10_time"][1:]
+
+
+def test_adaptive_loss_normalized_run_follows_gd_on_the_log_time_clock():
+    """The adaptive integrator on the flow of log L (clock s, t recovered from dt = ds/L)
+    traces the same log L against log10 t as small loss-normalized gd steps, far past
+    float64's range; gd's own error at this η is ~0.5% (η = 0.01 against 0.002)."""
+    gd_log_loss, gd_log_t = _normalized_run("gd", "--model.lr=0.002", "--trainer.max_steps=4500")
+    ad_log_loss, ad_log_t = _normalized_run(
+        "ad", "--model.integrator=adaptive", "--model.lr=0.002", "--trainer.max_steps=4500"
+    )
+    assert min(ad_log_loss) < -745 and max(ad_log_t) > 308
+    assert all(b >= a for a, b in zip(ad_log_t, ad_log_t[1:], strict=False))
+
+    def log_t_at(log_loss, log_t, level):  # rows run downhill in log L
+        return float(np.interp(-level, [-v for v in log_loss], log_t))
+
+    for level in (-1.0, -5.0, -50.0, -500.0):
+        gd, ad = log_t_at(gd_log_loss, gd_log_t, level), log_t_at(ad_log_loss, ad_log_t, level)
+        assert ad == pytest.approx(gd, rel=0.02, abs=0.02), level
+    assert read_summary("runs/ad")["gradient_evaluations"] > 0
+
+
+def test_a_time_budget_ends_the_run_completed(capsys):
+    """trainer.max_time is a configured end, like max_steps: status completed, exit 0."""
+    args = ["--config", str(QUICKSTART), "--data.d=200", "--trainer.max_steps=100000000"]
+    assert main(["fit", *args, "--trainer.max_time=00:00:00:02", "--run_dir=runs/budget"]) == 0
+    summary = read_summary("runs/budget")
+    assert summary["status"] == "completed" and 0 < summary["steps"] < 100_000_000

@@ -21,13 +21,17 @@ class ConsoleProgress(EvaluationCallback):
     ) -> None:
         step = int(row["step"])
         horizon = getattr(task, "horizon", None)
-        # adaptive runs: buckets of flow time (in units of the first evaluation time, lr)
-        clock = row["time"] / task.hparams.lr if task.hparams.integrator == "adaptive" else step
+        adaptive = task.hparams.integrator == "adaptive"
+        # adaptive runs: buckets of the integrator's clock (in units of the first evaluation
+        # time, lr); it is s, not t, for a loss-normalized run (t may be inf)
+        clock = task.clock / task.hparams.lr if adaptive else step
         bucket = int(math.log10(clock) * self.per_decade) if clock > 0 else -1
         if bucket == self._last_bucket and not task.at_end:
             return
         self._last_bucket = bucket
-        shown = [f"step {step:>9d}/{trainer.max_steps}", f"t {row['time']:10.4g}"]
+        name = "s" if adaptive and task.hparams.lr_normalize_by_loss else "t"
+        value = task.clock if name == "s" else row["time"]
+        shown = [f"step {step:>9d}/{trainer.max_steps}", f"{name} {value:10.4g}"]
         if horizon is not None:
             shown[1] += f"/{horizon:.4g}"
         shown += [f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "time")]
