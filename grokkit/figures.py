@@ -2,8 +2,8 @@
 
 The panel table below names, for each panel, its runs: the paper configs of configs/paper/ (the
 paper's d, n, p, width, α, λ and data sizes) with the adaptive gradient-flow integrator and a
-flow-time horizon that covers the panel's phenomenon (Fig. 4 alone, loss-normalized, runs
-fixed-step gd for a step budget). Each run is its own ``grokkit fit`` process writing
+flow-time horizon that covers the panel's phenomenon (Fig. 4, loss-normalized, whose t passes
+10^308, for a wall-clock budget instead). Each run is its own ``grokkit fit`` process writing
 ``<runs>/<name>/`` (output in ``<runs>/logs/<name>.log``); a run whose summary.json says it is
 finished is skipped, an interrupted one resumes from its checkpoint, so rerunning the command
 picks up where it stopped. ``<runs>/figures.json`` keeps each run's command, exit code and wall
