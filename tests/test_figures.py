@@ -246,3 +246,18 @@ def _synthetic_run(run_dir: Path, name: str) -> None:
         summary |= {"memorization_log10_time": 0.1, "grokking_log10_time": None}
     write_summary(run_dir, summary)
     assert read_summary(run_dir)["status"] == "completed"
+
+
+def test_two_commands_sharing_a_runs_directory_keep_each_others_records(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    first, second = FigureMaker(["1a"], out, runs), FigureMaker(["3"], out, runs)  # both load {}
+    first.manifest["e1_sparse_grokking"] = {"seconds": 10.0}
+    first._save_manifest()
+    second.manifest["e5_matrix_completion"] = {"seconds": 20.0}
+    second.manifest["e1_sparse_grokking"] = {"seconds": 99.0}  # not its run: left alone
+    second._save_manifest()
+    manifest = FigureMaker(["1a", "3"], out, runs).manifest
+    assert manifest == {
+        "e1_sparse_grokking": {"seconds": 10.0},
+        "e5_matrix_completion": {"seconds": 20.0},
+    }
