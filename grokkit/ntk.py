@@ -23,8 +23,8 @@ def empirical_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20)
     it is the usual NTK.
 
     Computed with torch.func (``vmap`` over probe points of ``jacrev`` of a one-point
-    ``functional_call``), in the net's dtype and on its device; the kernel is accumulated in
-    float64 on the CPU (small: n×n) and returned there.
+    ``functional_call``) on the net's device, in float64 whatever the net's dtype (Jacobian and
+    Gram alike), and returned on the CPU (small: n×n).
     Jacobians are built in chunks of outputs and, when all probe points do not fit at once, of
     probe points, so that no more than about ``max_bytes`` of Jacobian exist at a time (e.g. the
     paper's 2-layer net with p = 97 outputs and ~3·10^5 parameters, on 128 points, at 256 MiB:
@@ -41,16 +41,26 @@ def empirical_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20)
         x: probe inputs, a batch the net accepts.
         max_bytes: memory budget for the Jacobian chunks.
     """
-    # the trained parameters (frozen ones, and buffers, enter as constants)
-    params = {name: p.detach() for name, p in net.named_parameters() if p.requires_grad}
+    # The trained parameters (frozen ones, and buffers, enter as constants), in float64: a
+    # float32 Jacobian's rounding gives a rank-deficient NTK (W2 = 0, width < n) noise
+    # eigenvalues ~1e-7·max, which a min-norm kernel predictor would invert.
+    params = {
+        name: p.detach().to(torch.float64) for name, p in net.named_parameters() if p.requires_grad
+    }
+    frozen = [(name, p) for name, p in net.named_parameters() if not p.requires_grad]
+    constants = {
+        name: t.detach().to(torch.float64) if t.is_floating_point() else t
+        for name, t in [*net.named_buffers(), *frozen]
+    }
     n = x.shape[0]
     if params:
         x = x.to(next(iter(params.values())).device)
+        x = x.to(torch.float64) if x.is_floating_point() else x
     if n == 0 or not params:
         return torch.zeros(n, n, dtype=torch.float64)
 
     def outputs(theta: dict[str, Tensor], xi: Tensor, lo: int, hi: int | None) -> Tensor:
-        return functional_call(net, theta, (xi.unsqueeze(0),)).reshape(-1)[lo:hi]
+        return functional_call(net, (theta, constants), (xi.unsqueeze(0),)).reshape(-1)[lo:hi]
 
     with torch.no_grad():
         num_outputs = outputs(params, x[0], 0, None).numel()
@@ -87,7 +97,7 @@ def empirical_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20)
         return views
 
     def gram(a: list[Tensor], b: list[Tensor]) -> Tensor:
-        return sum(ja @ jb.T for ja, jb in zip(a, b, strict=True)).cpu().double()
+        return sum(ja @ jb.T for ja, jb in zip(a, b, strict=True)).cpu()
 
     k = torch.zeros(n, n, dtype=torch.float64)
     row_buffers = new_buffers()
