@@ -17,7 +17,7 @@ from grokkit.lightning_adapter import count_optimizer_steps
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
 from grokkit.schedule import EvalSchedule, FlowSchedule, gd_flow_time, warmup_lr
-from grokkit.theory.transition import transition_time
+from grokkit.theory.transition import predicted_transition_time
 
 
 class GrokTask(pl.LightningModule):
@@ -153,9 +153,15 @@ class GrokTask(pl.LightningModule):
     @property
     def predicted_transition_time(self) -> float | None:
         """ln(α)/λ, the theory's switch time in gradient-flow time; None where the theory says
-        nothing: λ = 0, α ≤ 1, or an optimizer other than gradient descent."""
+        nothing (see ``grokkit.theory.transition.predicted_transition_time``)."""
         h = self.hparams
-        return transition_time(self.alpha, h.weight_decay) if h.optimizer == "sgd" else None
+        return predicted_transition_time(
+            self.alpha,
+            h.weight_decay,
+            degree=self.net.degree,
+            zero_output_at_init=self.net.zero_output_at_init,
+            gradient_descent=h.optimizer == "sgd" and not h.lr_normalize_by_loss,
+        )
 
     def lr_at(self, step: int) -> float:
         h = self.hparams

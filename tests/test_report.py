@@ -7,7 +7,7 @@ import math
 import pytest
 from conftest import grokkit
 
-from grokkit.report.sweep import collect, fit_law
+from grokkit.report.sweep import _theory_applies, collect, fit_law
 
 
 def test_report_on_a_real_sweep_writes_table_figures_and_the_law(finished_sweep):
@@ -44,3 +44,11 @@ def test_law_fit_recovers_a_known_slope():
     assert law.slope == pytest.approx(0.8) and law.intercept == pytest.approx(-1)
     assert law.slope_se < 1e-9
     assert fit_law(rows[:2]) is None
+
+
+def test_theory_line_only_for_runs_the_theory_speaks_for():
+    rows = [
+        {"weight_decay": 0.01, "predicted_transition_time": 230.0},
+        {"weight_decay": 0.001, "predicted_transition_time": None},  # e.g. AdamW or an MLP
+    ]
+    assert _theory_applies(rows, 0.01) and not _theory_applies(rows, 0.001)

@@ -15,7 +15,7 @@ from conftest import QUICKSTART, all_pairs
 from grokkit.cli import main
 from grokkit.data import SparseLinearData
 from grokkit.errors import ConfigError
-from grokkit.models import DiagonalNet, TwoLayerReLU
+from grokkit.models import MLP, DiagonalNet, MatrixFactorization, TwoLayerReLU
 from grokkit.rundir import read_metrics, read_summary
 from grokkit.task import GrokTask, log_mean_exp
 
@@ -310,6 +310,22 @@ def test_predicted_transition_time():
     assert task(optimizer="adamw").predicted_transition_time is None
     assert task(weight_decay=0.0).predicted_transition_time is None
     assert task(alpha=1.0).predicted_transition_time is None
+
+
+def test_no_predicted_transition_time_where_the_theory_is_silent():
+    """Only homogeneous nets with zero output at θ̄, trained by gradient descent on L."""
+
+    def predicted(net, **kw) -> float | None:
+        return GrokTask(net, **{"alpha": 10.0, "weight_decay": 0.01} | kw).predicted_transition_time
+
+    expected = pytest.approx(math.log(10.0) / 0.01)
+    assert predicted(TwoLayerReLU(5, 8, zero_last_layer=True)) == expected
+    assert predicted(MatrixFactorization(4)) == expected
+    assert predicted(TwoLayerReLU(5, 8, zero_last_layer=False)) is None  # f(θ̄) ≠ 0
+    assert predicted(MatrixFactorization(4, init_noise=0.1)) is None
+    assert predicted(MLP(4, 2, width=8)) is None  # not homogeneous
+    normalized = {"weight_decay": 0.0, "lr_normalize_by_loss": True}
+    assert predicted(DiagonalNet(4), **normalized) is None
 
 
 @pytest.mark.parametrize(("bad", "key"), [({"batch_size": 0}, "model.batch_size")])

@@ -15,6 +15,9 @@ class HomogeneousNet(nn.Module):
     """
 
     degree: int | None = None
+    # f(θ̄; x) = 0 for every x: the theory's large-init picture (the kernel regime around an
+    # output that stays ~0 while ‖θ‖ is large) needs it; subclasses say when it holds
+    zero_output_at_init: bool = False
 
     def __init__(self) -> None:
         super().__init__()

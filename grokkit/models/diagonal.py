@@ -25,6 +25,7 @@ class DiagonalNet(HomogeneousNet):
         require(d >= 1, f"model.net.d must be >= 1, got {d}")
         require(depth >= 1, f"model.net.depth must be >= 1, got {depth}")
         self.degree = depth
+        self.zero_output_at_init = True  # u = v
         base = torch.full((d,), 1.0 / math.sqrt(2 * d))
         self.u = nn.Parameter(base.clone())
         self.v = nn.Parameter(base.clone())

@@ -26,6 +26,7 @@ class MatrixFactorization(HomogeneousNet):
         require(init_noise >= 0, f"model.net.init_noise must be >= 0, got {init_noise}")
         self.u = nn.Parameter(torch.eye(d) + init_noise * torch.randn(d, d))
         self.v = nn.Parameter(torch.eye(d) + init_noise * torch.randn(d, d))
+        self.zero_output_at_init = init_noise == 0  # U = V
 
     def matrix(self) -> torch.Tensor:
         return self.u @ self.u.T - self.v @ self.v.T

@@ -34,6 +34,7 @@ class TwoLayerReLU(HomogeneousNet):
         self.b1 = nn.Parameter(torch.zeros(width))
         w2 = torch.zeros(width, p) if zero_last_layer else torch.randn(width, p) / math.sqrt(width)
         self.w2 = nn.Parameter(w2)
+        self.zero_output_at_init = zero_last_layer
 
     def check_input(self, x: torch.Tensor) -> None:
         check_operand_pairs(x, self.p)

@@ -151,6 +151,16 @@ def fit_law(rows: list[dict[str, Any]]) -> LawFit | None:
     )
 
 
+def _theory_applies(rows: list[dict[str, Any]], weight_decay: float) -> bool:
+    """Whether the runs at this λ have a predicted switch time: the theory speaks for their net,
+    initialization and optimizer (each run's summary says, ``predicted_transition_time``)."""
+    return any(
+        r.get("predicted_transition_time") is not None
+        for r in rows
+        if r.get("weight_decay") == weight_decay
+    )
+
+
 def plot_sweep(rows: list[dict[str, Any]], out: Path, law: LawFit | None) -> list[Path]:
     """grokking_time_vs_alpha.png, law.png and heatmap.png; returns the files written."""
     decays = sorted(
@@ -172,7 +182,7 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, law: LawFit | None) -> lis
                 (a, np.mean([t for b, t in mine if b == a])) for a in sorted({a for a, _ in mine})
             ]
             ax.plot(*zip(*means, strict=True), "-", color=colours[wd], label=f"λ = {wd:g}")
-        if alphas:
+        if alphas and _theory_applies(rows, wd):
             grid = np.geomspace(min(alphas), max(alphas), 50)
             theory = [transition_time(a, wd) or np.nan for a in grid]
             ax.plot(grid, theory, "--", color=colours[wd], lw=1)
@@ -195,7 +205,7 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path, law: LawFit | None) -> lis
         mine = [(math.log(a), w * t) for a, w, t in points if w == wd]
         if mine:
             ax.scatter(*zip(*mine, strict=True), color=colours[wd], label=f"λ = {wd:g}", zorder=3)
-    if points:
+    if points and any(_theory_applies(rows, wd) for wd in decays):
         xs = np.linspace(0, max(math.log(a) for a, _, _ in points) * 1.05, 2)
         ax.plot(xs, xs, "k--", lw=1, label="theory: λ·t = ln α (slope 1)")
         if law is not None:
