@@ -366,22 +366,17 @@ def test_adaptive_flow_finds_the_phases_of_fixed_step_gd_with_far_fewer_gradient
     assert ad["test/acc"] >= 0.95 and ad["train/acc"] == 1.0
 
 
+# a small E1 without weight decay, loss-normalized: L falls past float64's range in ~10^3 steps
+NORMALIZED_E1 = [
+    *("--config", str(QUICKSTART), "--data.d=50", "--data.n_train=32", "--data.n_test=100"),
+    *("--model.alpha=1", "--model.weight_decay=0", "--model.lr_normalize_by_loss=true"),
+    "--trainer.callbacks=[]",
+]
+
+
 def test_loss_normalized_run_goes_past_float64_loss_and_time():
     """log L falls far below −745 (L underflows) and t past 10^308: carried as logarithms."""
-    args = [
-        "--config",
-        str(QUICKSTART),
-        "--data.d=50",
-        "--data.n_train=32",
-        "--data.n_test=100",
-        "--model.alpha=1",
-        "--model.weight_decay=0",
-        "--model.lr_normalize_by_loss=true",
-        "--model.lr=0.01",
-        "--trainer.max_steps=1200",
-        "--trainer.callbacks=[]",
-        "--run_dir=runs/e4",
-    ]
+    args = [*NORMALIZED_E1, "--model.lr=0.01", "--trainer.max_steps=1200", "--run_dir=runs/e4"]
     assert main(["fit", *args]) == 0
     s = read_summary("runs/e4")
     cols = read_metrics("runs/e4/metrics.csv")
@@ -402,20 +397,7 @@ def test_log_mean_exp_is_the_mean_of_exp_over_the_interval():
 
 
 def _normalized_run(name: str, *extra: str) -> tuple[list[float], list[float]]:
-    args = [
-        "--config",
-        str(QUICKSTART),
-        "--data.d=50",
-        "--data.n_train=32",
-        "--data.n_test=100",
-        "--model.alpha=1",
-        "--model.weight_decay=0",
-        "--model.lr_normalize_by_loss=true",
-        "--trainer.callbacks=[]",
-        f"--run_dir=runs/{name}",
-        *extra,
-    ]
-    assert main(["fit", *args]) == 0
+    assert main(["fit", *NORMALIZED_E1, f"--run_dir=runs/{name}", *extra]) == 0
     cols = read_metrics(f"runs/{name}/metrics.csv")
     return cols["train/log_loss"][1:], cols["log10_time"][1:]
 
