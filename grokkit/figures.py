@@ -427,9 +427,9 @@ class FigureMaker:
 
 TABLE_PREAMBLE = (
     "Runs of `grokkit figures` (configs/paper/ at the paper's sizes; adaptive integrator at its "
-    "default rtol = 1e-3, Fig. 2's runs at rtol = 1e-2, Fig. 4 gd). Times are gradient-flow "
-    "times t, with λt in brackets; "
-    "wall time is the fit process's, on the machine that ran it.\n"
+    "default rtol = 1e-3, the ReLU net's (Figs. 2 and 4) at rtol = 1e-2; Fig. 4 loss-normalized, "
+    "for an hour). Times are gradient-flow times t, with λt in brackets; wall time is the fit "
+    "process's, on the machine that ran it.\n"
 )
 
 
