@@ -186,7 +186,8 @@ def test_summary_contains_thresholds_and_times():
     assert summary["thresholds"] == {
         "memorization_train_acc": 0.9,
         "grokking_test_acc": 0.8,
-        "misgrokking_test_acc": 0.6,
+        "misgrokking_fraction_of_peak": 0.6,
+        "misgrokking_min_peak": 0.75,
         "memorization_train_loss": 1e-4,
         "grokking_test_loss_ratio": 0.01,
     }
@@ -265,24 +266,33 @@ def _misgrokking_curve() -> list[dict[str, float]]:
     ]
 
 
-def test_misgrokking_is_the_first_fall_below_threshold_after_grokking():
+def test_misgrokking_is_the_first_fall_below_a_fraction_of_the_peak():
     det = _feed(PhaseDetector(), _misgrokking_curve())
     assert det.grokking_step == 1  # generalized as soon as it memorized
-    # 0.9 at 10 000 is still above 0.6; 0.55 at 20 000 is below: crossed at 6/7 of the way
-    misgrokked = 10_000 + 10_000 * 0.3 / 0.35
+    # peak 0.99: 0.9 at 10 000 is above 0.6·0.99; 0.55 at 20 000 is below, crossed in between
+    level = 0.6 * 0.99
+    misgrokked = 10_000 + 10_000 * (0.9 - level) / 0.35
     assert det.misgrokking_step == math.ceil(misgrokked)
     assert det.misgrokking_time == pytest.approx(LR * misgrokked)
-    custom = _feed(PhaseDetector(misgrokking_threshold=0.92), _misgrokking_curve())
-    assert custom.misgrokking_time == pytest.approx(LR * (1_000 + 9_000 * 0.07 / 0.09))
+    custom = _feed(PhaseDetector(misgrokking_fraction=0.92), _misgrokking_curve())
+    level = 0.92 * 0.99
+    assert custom.misgrokking_time == pytest.approx(LR * (1_000 + 9_000 * (0.99 - level) / 0.09))
 
 
-def test_no_misgrokking_without_grokking_first():
-    rows = [
-        {"step": s, "time": LR * s, "train/acc": 1.0, "test/acc": a}
-        for s, a in [(1, 0.5), (10, 0.4), (100, 0.3)]
-    ]
-    det = _feed(PhaseDetector(), rows)
-    assert det.grokking_step is None and det.misgrokking_step is None
+def test_misgrokking_needs_no_grokking_but_a_peak_above_the_minimum():
+    """A test accuracy that peaked at 0.85 (never 0.95) and fell to 0.4 misgrokked; one that
+    stayed near chance never does, however far it fell relative to its peak."""
+
+    def rows(curve):
+        return [{"step": s, "time": LR * s, "train/acc": 1.0, "test/acc": a} for s, a in curve]
+
+    fell = _feed(PhaseDetector(), rows([(1, 0.5), (10, 0.85), (100, 0.7), (1_000, 0.4)]))
+    assert fell.grokking_step is None
+    assert fell.misgrokking_time == pytest.approx(LR * (100 + 900 * (0.7 - 0.51) / 0.3))
+    chance = _feed(PhaseDetector(), rows([(1, 0.05), (10, 0.03), (100, 0.01)]))
+    assert chance.misgrokking_step is None
+    lower_bar = _feed(PhaseDetector(misgrokking_min_peak=0.04), rows([(1, 0.05), (10, 0.01)]))
+    assert lower_bar.misgrokking_step == 6  # 0.6·0.05 crossed halfway from step 1 to 10
 
 
 def test_misgrokking_state_survives_state_dict_round_trip():
@@ -292,10 +302,18 @@ def test_misgrokking_state_survives_state_dict_round_trip():
     assert fresh.summary() == det.summary() and fresh.misgrokking_step is not None
 
 
-@pytest.mark.parametrize("low", [-0.1, 0.95, 0.99])
-def test_misgrokking_threshold_must_sit_below_grokking_threshold(low):
-    with pytest.raises(ConfigError, match="phases.misgrokking_threshold"):
-        PhaseDetector(misgrokking_threshold=low)
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"misgrokking_fraction": 0.0}, "phases.misgrokking_fraction"),
+        ({"misgrokking_fraction": 1.0}, "phases.misgrokking_fraction"),
+        ({"misgrokking_min_peak": 0.0}, "phases.misgrokking_min_peak"),
+        ({"misgrokking_min_peak": 1.5}, "phases.misgrokking_min_peak"),
+    ],
+)
+def test_misgrokking_settings_out_of_range_are_config_errors(kwargs, key):
+    with pytest.raises(ConfigError, match=key):
+        PhaseDetector(**kwargs)
 
 
 def test_crossing_is_interpolated_exactly_on_a_linear_ramp():

@@ -18,8 +18,10 @@ class PhaseDetector(EvaluationCallback):
     Classification (rows with accuracy columns):
     - memorization: train/acc first reaches ``memorization_threshold``;
     - grokking: test/acc first reaches ``grokking_threshold``, at or after memorization;
-    - misgrokking: test/acc first falls below ``misgrokking_threshold`` after grokking
-      (the test accuracy collapses after having generalized, paper Fig. 1b).
+    - misgrokking: after memorization, test/acc first falls below ``misgrokking_fraction`` of
+      its peak since memorization, once that peak has reached ``misgrokking_min_peak`` (the test
+      accuracy collapses after having generalized, paper Fig. 1b; the peak need not have been
+      grokking's).
 
     Regression (no accuracy columns):
     - memorization: train/loss first reaches ``memorization_loss``;
@@ -36,8 +38,10 @@ class PhaseDetector(EvaluationCallback):
     Args:
         memorization_threshold: train accuracy that counts as memorized.
         grokking_threshold: test accuracy that counts as generalized.
-        misgrokking_threshold: test accuracy that, once fallen below after grokking, counts as
-            misgrokked.
+        misgrokking_fraction: share of the peak test accuracy that, once fallen below, counts
+            as misgrokked.
+        misgrokking_min_peak: the peak test accuracy must reach this first (a run at chance
+            level never misgrokks).
         memorization_loss: train loss that counts as memorized (regression).
         grokking_loss_ratio: fraction of the memorization-time test loss that counts as
             generalized (regression).
@@ -51,6 +55,7 @@ class PhaseDetector(EvaluationCallback):
         "grokking_time",
         "misgrokking_step",
         "misgrokking_time",
+        "peak_test_acc",
         "previous",
         "log10_times",
     )
@@ -59,7 +64,8 @@ class PhaseDetector(EvaluationCallback):
         self,
         memorization_threshold: float = 0.99,
         grokking_threshold: float = 0.95,
-        misgrokking_threshold: float = 0.6,
+        misgrokking_fraction: float = 0.6,
+        misgrokking_min_peak: float = 0.75,
         memorization_loss: float = 1e-4,
         grokking_loss_ratio: float = 0.01,
     ) -> None:
@@ -72,9 +78,12 @@ class PhaseDetector(EvaluationCallback):
             f"phases.grokking_threshold must be in (0, 1], got {grokking_threshold}",
         )
         require(
-            0 <= misgrokking_threshold < grokking_threshold,
-            f"phases.misgrokking_threshold must be in [0, phases.grokking_threshold="
-            f"{grokking_threshold}), got {misgrokking_threshold}",
+            0 < misgrokking_fraction < 1,
+            f"phases.misgrokking_fraction must be in (0, 1), got {misgrokking_fraction}",
+        )
+        require(
+            0 < misgrokking_min_peak <= 1,
+            f"phases.misgrokking_min_peak must be in (0, 1], got {misgrokking_min_peak}",
         )
         require(
             memorization_loss > 0, f"phases.memorization_loss must be > 0, got {memorization_loss}"
@@ -86,7 +95,8 @@ class PhaseDetector(EvaluationCallback):
         super().__init__()
         self.memorization_threshold = memorization_threshold
         self.grokking_threshold = grokking_threshold
-        self.misgrokking_threshold = misgrokking_threshold
+        self.misgrokking_fraction = misgrokking_fraction
+        self.misgrokking_min_peak = misgrokking_min_peak
         self.memorization_loss = memorization_loss
         self.grokking_loss_ratio = grokking_loss_ratio
         self.memorization_step: int | None = None
@@ -96,6 +106,7 @@ class PhaseDetector(EvaluationCallback):
         self.grokking_time: float | None = None
         self.misgrokking_step: int | None = None
         self.misgrokking_time: float | None = None
+        self.peak_test_acc = -math.inf  # the highest test accuracy since memorization
         self.previous: dict[str, float] | None = None  # the last row's values, to interpolate
         self.log10_times: dict[str, float] = {}  # phase -> log10 t, on the log10 t clock
 
@@ -127,10 +138,13 @@ class PhaseDetector(EvaluationCallback):
                 crossed = crossing("test/loss", level, falling=True, log=True)
             if crossed is not None:
                 self._found("grokking", crossed, clock, after="memorization")
-        elif classification and self.misgrokking_step is None:
-            crossed = crossing("test/acc", self.misgrokking_threshold, falling=True, strict=True)
-            if crossed is not None:
-                self._found("misgrokking", crossed, clock, after="grokking")
+        if classification and self.misgrokking_step is None:
+            self.peak_test_acc = max(self.peak_test_acc, row["test/acc"])
+            if self.peak_test_acc >= self.misgrokking_min_peak:
+                level = self.misgrokking_fraction * self.peak_test_acc
+                crossed = crossing("test/acc", level, falling=True, strict=True)
+                if crossed is not None:
+                    self._found("misgrokking", crossed, clock, after="memorization")
 
     def _found(
         self, phase: str, at: tuple[int, float], clock: str, after: str | None = None
@@ -154,6 +168,8 @@ class PhaseDetector(EvaluationCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.log10_times = self.log10_times or {}
+        if self.peak_test_acc is None:  # a checkpoint from before the peak was kept
+            self.peak_test_acc = -math.inf
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -167,7 +183,8 @@ class PhaseDetector(EvaluationCallback):
             "thresholds": {
                 "memorization_train_acc": self.memorization_threshold,
                 "grokking_test_acc": self.grokking_threshold,
-                "misgrokking_test_acc": self.misgrokking_threshold,
+                "misgrokking_fraction_of_peak": self.misgrokking_fraction,
+                "misgrokking_min_peak": self.misgrokking_min_peak,
                 "memorization_train_loss": self.memorization_loss,
                 "grokking_test_loss_ratio": self.grokking_loss_ratio,
             },
