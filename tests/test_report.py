@@ -7,14 +7,15 @@ import math
 import pytest
 from conftest import grokkit
 
-from grokkit.report.sweep import _theory_applies, collect, fit_law
+from grokkit.report.sweep import _theory_applies, collect, colour_parameter, fit_law
 
 
 def test_report_on_a_real_sweep_writes_table_figures_and_the_law(finished_sweep):
     out, _ = finished_sweep
     result = grokkit("report", str(out), cwd=out)
     assert result.returncode == 0, result.stderr
-    for name in ("report.csv", "report.md", "grokking_time_vs_alpha.png", "law.png", "heatmap.png"):
+    figures = ("grokking_time_vs_alpha.png", "law.png", "heatmap.png", "overlay.png")
+    for name in ("report.csv", "report.md", *figures):
         assert (out / name).stat().st_size > 0
     header, *lines = (out / "report.csv").read_text().splitlines()
     assert len(lines) == 4
@@ -26,6 +27,8 @@ def test_report_on_a_real_sweep_writes_table_figures_and_the_law(finished_sweep)
     # the law's points are the runs' own numbers: λ·t_grok grows with α at each λ
     rows, swept = collect(out, sorted(p for p in out.iterdir() if (p / "summary.json").exists()))
     assert swept == ["model.alpha", "model.weight_decay", "trainer.max_steps"]
+    assert colour_parameter(rows, swept) == "model.alpha"  # the overlay's colours
+    assert colour_parameter(rows, ["seed_everything", "model.weight_decay"]) == "model.weight_decay"
     for wd in (0.05, 0.1):
         times = {r["alpha"]: r["grokking_time"] for r in rows if r["weight_decay"] == wd}
         assert times[256] > times[16]

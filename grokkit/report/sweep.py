@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from grokkit.outcome import status_tally  # noqa: E402
-from grokkit.rundir import read_config, read_summary  # noqa: E402
+from grokkit.rundir import read_config, read_metrics, read_summary  # noqa: E402
 from grokkit.theory.transition import transition_time  # noqa: E402
 
 PHASE_COLUMNS = [
@@ -271,12 +271,69 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def colour_parameter(rows: list[dict[str, Any]], swept: list[str]) -> str:
+    """The parameter the overlay colours by: the first swept one (not the seed) that takes
+    several values, else α."""
+    for name in swept:
+        if "seed" not in name and len({_cell(r.get(name)) for r in rows}) > 1:
+            return name
+    return "alpha"
+
+
+def plot_overlay(rows: list[dict[str, Any]], sweep_dir: Path, swept: list[str], path: Path) -> Path:
+    """Every run's test accuracy (or test loss) against λt (t where some λ is 0), coloured by
+    the swept parameter (seeds share a colour), t_grok marked with a dot: the paper's Fig. 2b/2c
+    for any sweep."""
+    key = colour_parameter(rows, swept)
+    values = sorted({r.get(key) for r in rows if r.get(key) is not None}, key=_sort_key)
+    colours = {
+        v: plt.get_cmap("viridis")(i / max(1, len(values) - 1)) for i, v in enumerate(values)
+    }
+    by_decay = all(isinstance(r.get("weight_decay"), int | float) and r["weight_decay"] > 0
+                   for r in rows if r.get(key) is not None)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labelled: set[Any] = set()
+    metric = "test/loss"
+    for row in rows:
+        metrics_file = sweep_dir / row["run"] / "metrics.csv"
+        if row.get(key) is None or not metrics_file.is_file():
+            continue
+        cols = read_metrics(metrics_file)
+        metric = "test/acc" if "test/acc" in cols else "test/loss"
+        if not cols.get(metric):
+            continue
+        scale = float(row["weight_decay"]) if by_decay else 1.0
+        x, y = np.asarray(cols["time"]) * scale, np.asarray(cols[metric])
+        value = row[key]
+        label = None if value in labelled else f"{key} = {_cell(value)}"
+        labelled.add(value)
+        ax.plot(x, y, color=colours[value], lw=1.2, label=label)
+        if row.get("grokking_time") is not None:
+            x_grok = float(row["grokking_time"]) * scale
+            ax.plot(x_grok, np.interp(x_grok, x, y), "o", color=colours[value], ms=4)
+    ax.set_xlabel("λt" if by_decay else "t (gradient-flow time)")
+    if not by_decay:
+        ax.set_xscale("symlog", linthresh=1e-2)
+    if metric == "test/loss":
+        ax.set_yscale("log")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of every run, coloured by {key} (dots: t_grok)", fontsize=10)
+    if labelled:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
 def report_sweep(sweep_dir: Path, run_dirs: list[Path]) -> str:
     """Tables, figures and law.json for a sweep; returns the text printed to the user."""
-    rows, _ = collect(sweep_dir, run_dirs)
+    rows, swept = collect(sweep_dir, run_dirs)
     markdown = write_tables(rows, sweep_dir)
     law = fit_law(rows)
     figures = plot_sweep(rows, sweep_dir, law)
+    figures.append(plot_overlay(rows, sweep_dir, swept, sweep_dir / "overlay.png"))
     (sweep_dir / "law.json").write_text(json.dumps(vars(law) if law else None, indent=2) + "\n")
     tally = status_tally(row["status"] for row in rows)
     law_line = law.line() if law else "grokking-time law: fewer than 3 grokked runs with α > 1"
