@@ -12,7 +12,10 @@ gradient changes by jumps as pre-activations cross zero, not smoothly. Two measu
           like rtol^(-1/3); here the error estimate sees the jumps and grows about like h, so
           the tolerance caps each step's move at ~rtol·‖θ‖ and the cost grows like 1/rtol.
 
-    .venv/bin/python benchmarks/flow_rtol.py runs/figures/e3_alpha10_wd1e-4 [--window 0.2]
+    .venv/bin/python benchmarks/flow_rtol.py runs/figures/e3_alpha10_wd1e-4 [--window 0.2] [--euler]
+
+  --euler  also a first-order Lawson–Euler controller (one evaluation per step), against the
+           tightest RKC2 run: where kinks cap the step, does a higher order buy anything?
 
 The run directory is a Fig. 2b α = 10 run (``grokkit figures --only 2b``, or its config with
 ``--model.integrator=adaptive``) stopped or finished anywhere after memorization.
@@ -72,13 +75,18 @@ def run_kinks(p: E3) -> None:
         print(f"  move δ = {delta:<6g} along F: ‖ΔF‖/δ = {secant:8.3g}")
 
 
-def run_rtols(p: E3, t0: float, window: float) -> None:
+def put(p: E3, theta: Tensor) -> None:
+    with torch.no_grad():
+        for q, chunk in zip(p.params, theta.split([q.numel() for q in p.params]), strict=True):
+            q.copy_(chunk.view_as(q))
+
+
+def run_rtols(p: E3, t0: float, window: float) -> Tensor:
+    """AdaptiveFlow (RKC2) at each of RTOLS; returns the end state at the tightest."""
     theta0 = p.flat().clone()
     ends: list[Tensor] = []
     for rtol in RTOLS:
-        with torch.no_grad():
-            for q, chunk in zip(p.params, theta0.split([q.numel() for q in p.params]), strict=True):
-                q.copy_(chunk.view_as(q))
+        put(p, theta0)
         flow = AdaptiveFlow(p.params, p.gradient, weight_decay=p.lam, rtol=rtol)
         stages, start = 0, time.perf_counter()
         while flow.t < window / p.lam:
@@ -95,6 +103,39 @@ def run_rtols(p: E3, t0: float, window: float) -> None:
             f"{drift:.2e}·‖θ‖; {p.stats()}",
             flush=True,
         )
+    put(p, theta0)
+    return ends[0]
+
+
+def run_euler(p: E3, window: float, reference: Tensor) -> None:
+    """A first-order alternative for a kinked field: Lawson–Euler steps, one evaluation each,
+    error h/2·‖F_{n+1} − F_n‖ (free: F_{n+1} starts the next step), step factor
+    0.9·err^(-1/2) clipped to [0.2, 5]. Drift is measured from RKC2's state at rtol 1e-3."""
+    theta0, lam, horizon = p.flat().clone(), p.lam, window / p.lam
+    for rtol in (1e-2, 3e-3, 1e-3):
+        theta, grad = theta0.clone(), p.grad_flat(theta0)
+        evals, t, h, accepted, rejected, start = 1, 0.0, 1.0, 0, 0, time.perf_counter()
+        while t < horizon:
+            h = min(h, horizon - t)
+            decay = math.exp(-lam * h)
+            trial = (theta - h * grad) * decay
+            trial_grad = p.grad_flat(trial)
+            evals += 1
+            est = decay * (0.5 * h * (grad - trial_grad / decay)).norm().item()
+            err = est / (rtol * max(theta.norm().item(), trial.norm().item()))
+            if err <= 1:
+                theta, grad, t, accepted = trial, trial_grad, t + h, accepted + 1
+            else:
+                rejected += 1
+            h *= min(5.0, max(0.2, 0.9 * err**-0.5))
+        put(p, theta)
+        drift = (theta - reference).norm().item() / reference.norm().item()
+        print(
+            f"Euler rtol {rtol:<6g}: {evals:5d} evals ({evals / window:7.0f} per unit λt), "
+            f"{accepted} accepted, {rejected} rejected, {time.perf_counter() - start:5.0f} s; end "
+            f"state off RKC2 rtol {RTOLS[0]:g}'s by {drift:.2e}·‖θ‖; {p.stats()}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -102,6 +143,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--window", type=float, default=0.2, help="λt covered at each rtol")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--euler", action="store_true", help="also adaptive Lawson-Euler steps")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,7 +153,9 @@ def main() -> None:
     t0 = load(p, args.run_dir)
     print(f"E3 Fig. 2b α = 10 from {args.run_dir} at λt = {p.lam * t0:.3f}")
     run_kinks(p)
-    run_rtols(p, t0, args.window)
+    reference = run_rtols(p, t0, args.window)
+    if args.euler:
+        run_euler(p, args.window, reference)
 
 
 if __name__ == "__main__":
