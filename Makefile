@@ -30,6 +30,7 @@ bench: install
 	WANDB_MODE=disabled $(BIN)/python benchmarks/overhead.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/callbacks_cost.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/flow.py
+	WANDB_MODE=disabled $(BIN)/python benchmarks/ntk_e3.py
 
 # Every figure panel of the paper at its own scale, two runs at a time, one core each
 # (grokkit figures; FIGURES_ARGS="--only 1a,3 --jobs 1").
