@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Timer
 
 from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector
 from grokkit.console import error, one_line, say
@@ -129,16 +128,11 @@ class FitSession:
     def _status(self) -> str:
         if self.task.diverged:
             return "diverged"
-        if self.task.stop_requested or not (self.task.at_end or self._time_budget_spent()):
+        # trainer.max_time is a budget the config set: the run ends completed (as at max_steps),
+        # with the range it reached in its rows
+        if self.task.stop_requested or not (self.task.at_end or self.task.time_budget_spent()):
             return "interrupted"
         return "completed"
-
-    def _time_budget_spent(self) -> bool:
-        """Whether trainer.max_time stopped the run: a budget the config set, so the run ends
-        completed (as at max_steps), with the range it reached in its rows."""
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
-        return remaining is not None and remaining <= 0
 
     def _attach_run_callbacks(self) -> None:
         """metrics.csv and W&B loggers, console progress, periodic last.ckpt."""

@@ -6,6 +6,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from grokkit.callbacks.base import EvaluationCallback
@@ -143,6 +144,7 @@ class GrokTask(pl.LightningModule):
         self.flow: AdaptiveFlow | None = None
         self._flow_state: dict[str, Any] | None = None  # from a checkpoint, until training starts
         self._train_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._timer: Timer | bool | None = None  # trainer.max_time's callback (False: none)
         self._log_loss_now: float | None = None  # log L at the integrator's point (normalized)
         self._log_loss_last = math.nan  # log L at the last gradient the closure computed
 
@@ -186,6 +188,14 @@ class GrokTask(pl.LightningModule):
             return h.max_flow_time
         steps = self.trainer.max_steps
         return gd_flow_time(steps, h.lr, h.lr_warmup_steps, h.lr_warmup_start)
+
+    def time_budget_spent(self) -> bool:
+        """Whether trainer.max_time has run out. Checked inside a chunk too: Lightning's Timer
+        looks only between chunks, and one chunk of a stiff run can take many minutes."""
+        if self._timer is None:
+            self._timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), False)
+        remaining = self._timer.time_remaining() if self._timer else None
+        return remaining is not None and remaining <= 0
 
     @property
     def clock(self) -> float:
@@ -238,7 +248,7 @@ class GrokTask(pl.LightningModule):
         lr, warmup_steps = self.hparams.lr, self.hparams.lr_warmup_steps
         step = start
         horizon = self.hparams.max_flow_time  # (t itself may be inf: loss-normalized runs)
-        while step < stop and not self.stop_requested:
+        while step < stop and not (self.stop_requested or self.time_budget_spent()):
             if horizon is not None and self.flow_time >= horizon:
                 break
             self.gradient_step(optimizer, x, y, self.lr_at(step) if step < warmup_steps else lr)
@@ -260,7 +270,7 @@ class GrokTask(pl.LightningModule):
                     self.net(batch["train"][0]), batch["train"][1]
                 ).item()
         try:
-            while flow.t < target and not self.stop_requested:
+            while flow.t < target and not (self.stop_requested or self.time_budget_spent()):
                 h = flow.step(target)
                 if normalized:
                     self._advance_log_time(h, self._log_loss_last)

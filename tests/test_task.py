@@ -4,6 +4,7 @@ the predicted transition time, config errors."""
 
 import copy
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -422,9 +423,16 @@ def test_adaptive_loss_normalized_run_follows_gd_on_the_log_time_clock():
     assert read_summary("runs/ad")["gradient_evaluations"] > 0
 
 
-def test_a_time_budget_ends_the_run_completed(capsys):
-    """trainer.max_time is a configured end, like max_steps: status completed, exit 0."""
-    args = ["--config", str(QUICKSTART), "--data.d=200", "--trainer.max_steps=100000000"]
-    assert main(["fit", *args, "--trainer.max_time=00:00:00:02", "--run_dir=runs/budget"]) == 0
+@pytest.mark.parametrize("integrator", ["gd", "adaptive"])
+def test_a_time_budget_ends_the_run_completed_even_inside_a_chunk(integrator):
+    """trainer.max_time is a configured end, like max_steps: status completed, exit 0. With two
+    evaluation points the only chunk is the whole run, so the budget must be checked inside it
+    (Lightning's Timer looks between chunks)."""
+    args = ["--config", str(QUICKSTART), "--data.d=200", "--trainer.max_steps=3000000"]
+    args += ["--model.eval_points=2", f"--model.integrator={integrator}", "--run_dir=runs/budget"]
+    start = time.monotonic()
+    assert main(["fit", *args, "--trainer.max_time=00:00:00:02"]) == 0
     summary = read_summary("runs/budget")
-    assert summary["status"] == "completed" and 0 < summary["steps"] < 100_000_000
+    assert summary["status"] == "completed" and 0 < summary["steps"] < 3_000_000
+    assert summary["time"] < 3_000_000 * 0.01  # short of the horizon (adaptive: its steps are few)
+    assert time.monotonic() - start < 30  # the budget, not the steps, ended it
