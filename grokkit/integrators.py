@@ -258,6 +258,8 @@ class AdaptiveFlow:
         tolerance, it is one Lawson–Euler stage, 1 evaluation instead of ≥ 2: 300
         log-spaced evaluation times in t ∈ [0.01, 600] put ~130 landings below t = 1 on E1,
         where the flow itself needs ~10 steps. If that trial fails its error test, RKC retries.
+        The step's last call of ``gradient`` is at the accepted point (callers may keep what
+        it computed alongside, e.g. the loss there).
         """
         if not t_max > self.t:
             raise ValueError(f"t_max = {t_max} is not after t = {self.t}")
