@@ -217,8 +217,13 @@ class GrokTask(pl.LightningModule):
             return
         # the first evaluation where gd evaluates first: after one step (of the warm-up's start)
         self.schedule = FlowSchedule(self.horizon, h.eval_points, first=self.lr_at(0))
+        potential = (lambda: self._log_loss_last) if h.lr_normalize_by_loss else None
         self.flow = AdaptiveFlow(
-            list(self.net.parameters()), self._loss_gradient, h.weight_decay, rtol=h.rtol
+            list(self.net.parameters()),
+            self._loss_gradient,
+            h.weight_decay,
+            rtol=h.rtol,
+            potential=potential,
         )
         if self._flow_state is not None:
             self.flow.load_state_dict(self._flow_state)

@@ -162,6 +162,25 @@ def test_a_non_finite_trial_is_rejected_and_retried_smaller() -> None:
     assert problem.error(3.0) < 5e-3
 
 
+def test_a_trial_that_raises_the_potential_is_rejected() -> None:
+    """A gradient flow never raises its potential: a trial ending higher by more than
+    rtol·|value| is retried shorter, whatever its error estimate says (here the potential
+    reports a rise at the first trial's end only)."""
+    problem = Quadratic(np.ones(50), lam=0.0)
+    values = iter([1.0, 5.0])  # the start, then the first trial: a rise of 4
+
+    def potential() -> float:
+        return next(values, 0.5)  # every later point: below the start
+
+    flow = AdaptiveFlow(problem.params, problem.gradient, rtol=1e-3, potential=potential)
+    flow.step()
+    assert flow.rejected == 1 and flow.accepted == 1
+    other = Quadratic(np.ones(50), lam=0.0)
+    plain = AdaptiveFlow(other.params, other.gradient, rtol=1e-3)
+    plain.step()
+    assert plain.rejected == 0  # the same step without the potential passes
+
+
 def test_state_dict_round_trip_continues_identically() -> None:
     def fresh() -> Quadratic:
         return Quadratic(np.geomspace(0.1, 100.0, 50), lam=0.05)
