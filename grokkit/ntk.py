@@ -15,32 +15,12 @@ _CPU_BLOCK_BYTES = 8 * 2**20
 
 def empirical_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20) -> Tensor:
     """The empirical (trace) NTK of ``net`` on the probe inputs ``x``: a float64 (n, n) CPU
-    tensor. In closed form for the two-layer ReLU net (``two_layer_relu_ntk``), from Jacobians
-    for any other net (``jacobian_ntk``)."""
-    from grokkit.models import TwoLayerReLU  # models import nothing from here; avoids a cycle
-
-    if type(net) is TwoLayerReLU and all(p.requires_grad for p in net.parameters()):
-        return two_layer_relu_ntk(net, x)
+    tensor. In closed form where the net has one (a ``trace_ntk(x)`` method, e.g. the
+    two-layer ReLU net's), from Jacobians otherwise (``jacobian_ntk``)."""
+    closed_form = getattr(net, "trace_ntk", None)
+    if closed_form is not None and all(p.requires_grad for p in net.parameters()):
+        return closed_form(x).to(torch.float64).cpu()
     return jacobian_ntk(net, x, max_bytes)
-
-
-@torch.no_grad()
-def two_layer_relu_ntk(net: torch.nn.Module, x: Tensor) -> Tensor:
-    """The trace NTK of f(a, b) = W2ᵀ·ReLU(W1[a] + W1[p + b] + b1) in closed form, float64:
-
-        K(x, x') = C·⟨r, r'⟩ + Σ_k m_k m'_k ‖W2[k, :]‖² · ([a = a'] + [b = b'] + 1)
-
-    with r = ReLU(h), m = 1[h > 0] the hidden activations and derivative masks and C the number
-    of outputs: the first term is ∂f/∂W2, the second ∂f/∂W1 (one-hot inputs: ⟨x, x'⟩ counts the
-    shared operands) and ∂f/∂b1. O(n²·width) instead of O(n²·C·#θ): on the paper's E3 net
-    (width 1024, 97 outputs) thousands of times faster than ``jacobian_ntk``.
-    """
-    w1, b1, w2 = (t.detach().to(torch.float64) for t in (net.w1, net.b1, net.w2))
-    hidden = w1[x[:, 0]] + w1[net.p + x[:, 1]] + b1
-    active, mask = hidden.clamp(min=0), (hidden > 0).to(torch.float64)
-    shared = (x[:, 0:1] == x[:, 0]).to(torch.float64) + (x[:, 1:2] == x[:, 1]).to(torch.float64)
-    k = w2.shape[1] * (active @ active.T) + ((mask * (w2 * w2).sum(1)) @ mask.T) * (shared + 1)
-    return k.cpu()
 
 
 def jacobian_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20) -> Tensor:

@@ -23,7 +23,6 @@ from grokkit.ntk import (
     frobenius_cosine,
     jacobian_ntk,
     kernel_angle,
-    two_layer_relu_ntk,
 )
 from grokkit.rundir import read_metrics
 from grokkit.theory.kernel import kernel_predictor
@@ -172,12 +171,12 @@ def test_trace_ntk_equals_sum_of_naive_per_output_kernels_and_chunking_is_exact(
 def test_ntk_of_a_float32_net_is_returned_in_float64():
     net = DiagonalNet(d=50)
     net.scale_init_(3.0)
-    x = torch.randn(4, 50)
+    x = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     k = empirical_ntk(net, x)
     assert k.dtype == torch.float64 and next(net.parameters()).dtype == torch.float32
     u = net.u.detach().double()
     expected = 4 * (x.double() * (2 * u**2)) @ x.double().T
-    torch.testing.assert_close(k, expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(k, expected, rtol=1e-5, atol=0)  # float32 Jacobians
 
 
 def test_kernel_predictor_on_a_rank_deficient_ntk_matches_an_exact_float64_solve():
@@ -215,7 +214,7 @@ def test_two_layer_relu_closed_form_ntk_equals_the_jacobian_path(zero_last_layer
             net.w2.normal_()
     x = torch.cat([torch.randint(0, 13, (30, 2)), torch.tensor([[3, 4], [3, 9], [8, 4]])])
     expected = jacobian_ntk(net, x)
-    closed = two_layer_relu_ntk(net, x)
+    closed = net.trace_ntk(x)
     assert closed.dtype == torch.float64
     assert ((closed - expected).norm() / expected.norm()).item() <= 1e-6
     torch.testing.assert_close(empirical_ntk(net, x), closed, rtol=0, atol=0)

@@ -43,6 +43,25 @@ class TwoLayerReLU(HomogeneousNet):
         hidden = self.w1[x[:, 0]] + self.w1[self.p + x[:, 1]] + self.b1
         return torch.relu(hidden) @ self.w2
 
+    @torch.no_grad()
+    def trace_ntk(self, x: torch.Tensor) -> torch.Tensor:
+        """The trace NTK Σ_c ⟨∇f_c(x_i), ∇f_c(x_j)⟩ on the pairs ``x`` in closed form, float64:
+
+            K(x, x') = C·⟨r, r'⟩ + Σ_k m_k m'_k ‖W2[k, :]‖² · ([a = a'] + [b = b'] + 1)
+
+        with r = ReLU(h), m = 1[h > 0] the hidden activations and derivative masks and C the
+        number of outputs: the first term is ∂f/∂W2, the second ∂f/∂W1 (one-hot inputs: ⟨x, x'⟩
+        counts the shared operands) and ∂f/∂b1. O(n²·width) instead of the O(n²·C·#θ) of
+        Jacobians (``grokkit.ntk.jacobian_ntk``): at the paper's width thousands of times faster.
+        """
+        w1, b1, w2 = (t.detach().to(torch.float64) for t in (self.w1, self.b1, self.w2))
+        hidden = w1[x[:, 0]] + w1[self.p + x[:, 1]] + b1
+        active, mask = hidden.clamp(min=0), (hidden > 0).to(torch.float64)
+        a, b = x[:, 0:1], x[:, 1:2]
+        shared = (a == a.T).to(torch.float64) + (b == b.T).to(torch.float64)
+        outputs = w2.shape[1]
+        return outputs * (active @ active.T) + ((mask * (w2 * w2).sum(1)) @ mask.T) * (shared + 1)
+
 
 class MLP(HomogeneousNet):
     """Fully connected ReLU net with biases (not homogeneous), PyTorch's default init; the task
