@@ -167,7 +167,6 @@ class AdaptiveFlow:
         self.gradient = gradient
         self.potential = potential
         self._value: float | None = None  # the potential at the last accepted point
-        self._trial_value: float | None = None  # and at the last trial's end
         self.weight_decay, self.rtol, self.atol = weight_decay, rtol, atol
         self.max_stages, self.safety, self.max_growth = max_stages, safety, max_growth
         self.t = 0.0
@@ -314,7 +313,8 @@ class AdaptiveFlow:
         # ‖dF/dt‖ over this step predicts an Euler landing's error h²/2·‖dF/dt‖
         self._dfdt = (grad * math.exp(self.weight_decay * h) - self._grad).norm().item() / h
         self._theta, self._grad = theta, grad
-        self._value = self._trial_value
+        # the accepted trial's last gradient call was at θ_{n+1}: the potential is its value
+        self._value = self.potential() if self.potential is not None else None
         self._write(theta)
         self.accepted += 1
         self._rho_steps += 1
@@ -375,11 +375,9 @@ class AdaptiveFlow:
         est = 0.5 * h * (g0 - f_end) if s == 1 else 0.8 * (y0 - y) - 0.4 * h * (g0 + f_end)
         tol = max(self._tolerance(y0), self._tolerance(theta))
         err = decay * est.norm().item() / tol
-        if self.potential is not None:
-            self._trial_value = value = self.potential()
-            before = self._value
-            if before is not None and value - before > self.rtol * abs(before):
-                err = max(err, 4.0)  # rejected: retried ~2x shorter
+        before = self._value
+        if before is not None and self.potential() - before > self.rtol * abs(before):
+            err = max(err, 4.0)  # the potential rose: rejected, retried ~2x shorter
         return theta, grad, err
 
     def _tolerance(self, theta: Tensor) -> float:
