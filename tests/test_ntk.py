@@ -162,7 +162,7 @@ def test_trace_ntk_equals_sum_of_naive_per_output_kernels_and_chunking_is_exact(
     }
     assert outputs > 2
     for name, max_bytes in budgets.items():
-        k = empirical_ntk(net, x, max_bytes=max_bytes)
+        k = jacobian_ntk(net, x, max_bytes=max_bytes)
         torch.testing.assert_close(k, expected, rtol=0, atol=1e-10, msg=name)
     # no gradients or mode changes left behind
     assert all(p.grad is None for p in net.parameters()) and net.training
@@ -213,6 +213,21 @@ def test_two_layer_relu_closed_form_ntk_equals_the_jacobian_path(zero_last_layer
         with torch.no_grad():
             net.w2.normal_()
     x = torch.cat([torch.randint(0, 13, (30, 2)), torch.tensor([[3, 4], [3, 9], [8, 4]])])
+    expected = jacobian_ntk(net, x)
+    closed = net.trace_ntk(x)
+    assert closed.dtype == torch.float64
+    assert ((closed - expected).norm() / expected.norm()).item() <= 1e-6
+    torch.testing.assert_close(empirical_ntk(net, x), closed, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_mlp_closed_form_ntk_equals_the_jacobian_path(depth):
+    """Every layer's weight and bias terms, through ReLU masks with inactive units (α = 3
+    spreads the pre-activations); empirical_ntk picks the closed form for this net."""
+    torch.manual_seed(0)
+    net = MLP(in_dim=7, out_dim=4, width=9, depth=depth)
+    net.scale_init_(3.0)
+    x = torch.randn(25, 7)
     expected = jacobian_ntk(net, x)
     closed = net.trace_ntk(x)
     assert closed.dtype == torch.float64

@@ -34,10 +34,11 @@ class NTKAlignment(EvaluationCallback):
 
     Cost per computation grows like probe_size²·outputs·parameters from Jacobians: negligible
     for the diagonal net (0.01 s at d = 10^4, 128 points), ~25 s on one CPU core for the E3 net
-    (97 outputs, 3·10^5 parameters, 128 points); the E3/E4 two-layer ReLU net has a closed form
-    (``TwoLayerReLU.trace_ntk``, probe_size²·width). With many classes and a small
-    probe, most probe points have a class of their own, so Y is close to the identity and
-    ``ntk/target_alignment`` says little; ``ntk/init_alignment`` is the informative column.
+    (97 outputs, 3·10^5 parameters, 128 points); the two-layer ReLU net of E3/E4 and the MLP
+    have closed forms (``trace_ntk``, ~probe_size²·width·outputs per layer). With many classes
+    and a small probe, most probe points have a class of their own, so Y is close to the
+    identity and ``ntk/target_alignment`` says little; ``ntk/init_alignment`` is the
+    informative column.
 
     Args:
         probe_size: number of training points the kernel is computed on (n×n kernel).

@@ -97,3 +97,35 @@ class MLP(HomogeneousNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    @torch.no_grad()
+    def trace_ntk(self, x: torch.Tensor) -> torch.Tensor:
+        """The trace NTK Σ_c ⟨∇f_c(x_i), ∇f_c(x_j)⟩ on the inputs ``x``, float64, layer by layer:
+
+            K(x, x') = Σ_l ⟨Δ_l(x), Δ_l(x')⟩_F · (⟨a_{l−1}(x), a_{l−1}(x')⟩ + 1)
+
+        since ∂f_c/∂W_l = δ_{l,c}·a_{l−1}ᵀ and ∂f_c/∂b_l = δ_{l,c}, with a_{l−1} layer l's input
+        and Δ_l = (δ_{l,1} … δ_{l,C}) the outputs' backward vectors at its pre-activation (the
+        identity at the last layer, then Δ_{l−1} = 1[z_{l−1} > 0] ⊙ W_lᵀΔ_l). O(n²·width·C)
+        per layer instead of the Jacobians' O(n²·C·#θ): on the Omnigrok digits config (1 797
+        points, 10 outputs, 9.5·10^4 parameters) about a second instead of a minute.
+        """
+        linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+        inputs, masks = [], []
+        a = x.reshape(len(x), -1).to(torch.float64)
+        for k, layer in enumerate(linears):
+            inputs.append(a)
+            z = a @ layer.weight.detach().double().T + layer.bias.detach().double()
+            if k < len(linears) - 1:
+                masks.append((z > 0).to(torch.float64))
+                a = z.clamp(min=0)
+        outputs = linears[-1].out_features
+        delta = torch.eye(outputs, dtype=torch.float64).expand(len(x), outputs, outputs)
+        kernel = torch.zeros(len(x), len(x), dtype=torch.float64)
+        for k in range(len(linears) - 1, -1, -1):
+            flat = delta.reshape(len(x), -1)
+            kernel += (flat @ flat.T) * (inputs[k] @ inputs[k].T + 1)
+            if k > 0:  # δ at layer k's input: back through W_k, then the ReLU's mask
+                weight = linears[k].weight.detach().double()
+                delta = torch.einsum("oi,noc->nic", weight, delta) * masks[k - 1][:, :, None]
+        return kernel
