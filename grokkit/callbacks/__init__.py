@@ -1,7 +1,8 @@
 """Callbacks (all act at evaluation points): phase detection, console progress, normalized
-margin, NTK alignment and implicit-bias probes."""
+margin, NTK alignment, implicit-bias probes and the Fourier probe of modular nets."""
 
 from grokkit.callbacks.base import EvaluationCallback
+from grokkit.callbacks.fourier import FourierProbe
 from grokkit.callbacks.margin import NormalizedMargin
 from grokkit.callbacks.ntk import NTKAlignment
 from grokkit.callbacks.phases import PhaseDetector
@@ -11,6 +12,7 @@ from grokkit.callbacks.progress import ConsoleProgress
 __all__ = [
     "ConsoleProgress",
     "EvaluationCallback",
+    "FourierProbe",
     "ImplicitBiasProbe",
     "NTKAlignment",
     "NormalizedMargin",

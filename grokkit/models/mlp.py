@@ -43,6 +43,10 @@ class TwoLayerReLU(HomogeneousNet):
         hidden = self.w1[x[:, 0]] + self.w1[self.p + x[:, 1]] + self.b1
         return torch.relu(hidden) @ self.w2
 
+    def operand_embeddings(self) -> list[torch.Tensor]:
+        """Each operand's embedding, (p, width) with row x for residue x: W1's two halves."""
+        return [self.w1[: self.p], self.w1[self.p :]]
+
     @torch.no_grad()
     def trace_ntk(self, x: torch.Tensor) -> torch.Tensor:
         """The trace NTK Σ_c ⟨∇f_c(x_i), ∇f_c(x_j)⟩ on the pairs ``x`` in closed form, float64:

@@ -47,6 +47,11 @@ class ModularTransformer(HomogeneousNet):
     def check_input(self, x: torch.Tensor) -> None:
         check_operand_pairs(x, self.p)
 
+    def operand_embeddings(self) -> list[torch.Tensor]:
+        """The operands' embedding, (p, d_model) with row x for residue x (shared by a and b;
+        the "=" token's row left out)."""
+        return [self.embed.weight[: self.p]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         equals = torch.full_like(x[:, :1], self.p)
         h = self.embed(torch.cat([x, equals], dim=1)) + self.position

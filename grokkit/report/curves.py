@@ -24,6 +24,7 @@ EXTRA_PANELS = {
     "margin/": "normalized margin",
     "ntk/": "NTK alignment",
     "probe/": "implicit-bias probes",
+    "fourier/": "Fourier probe: key frequencies",
 }
 REFERENCE_COLOURS = ["tab:green", "tab:brown", "tab:pink", "tab:olive"]
 # Reference margins drawn on the margin panel (from summary.json's references).
@@ -41,9 +42,21 @@ def _plot_group(
     references: dict[str, dict[str, float]],
 ) -> None:
     """One callback panel: its columns (cells left empty between cadence points skipped)."""
+    losses = None  # the Fourier probe's losses share one twin axis
     for column in [c for c in cols if c.startswith(group) and c != "margin/min"]:
         values = cols[column][keep]
         finite = np.isfinite(values)
+        if column.startswith("fourier/key_"):  # frequencies, not a share: listed in metrics.csv
+            continue
+        if column.endswith("_loss") and group == "fourier/":
+            if losses is None:
+                losses = ax.twinx()
+                losses.set_yscale("log")
+                losses.set_ylabel("train loss, logits restricted / excluded")
+            style = "--" if "excluded" in column else ":"
+            losses.plot(x[finite], values[finite], ls=style, color="tab:gray", lw=1, label=column)
+            losses.legend(fontsize=8, loc="center left")
+            continue
         if column == "ntk/velocity":  # a rate, on its own log axis
             twin = ax.twinx()
             twin.plot(x[finite], values[finite], color="tab:gray", lw=1, label=column)
@@ -63,6 +76,8 @@ def _plot_group(
                     label=label,
                 )
         ax.set_ylabel("min_i q_i / ‖θ‖^L")
+    elif group == "fourier/":
+        ax.set_ylabel("energy share (top-k) / Gini")
     elif group == "probe/" and any(c.startswith("probe/dist") for c in cols):
         ax.set_yscale("log")
         ax.set_ylabel("‖W − W_ref‖_F / ‖W_ref‖_F")
