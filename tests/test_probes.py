@@ -41,6 +41,22 @@ def test_small_e1_shows_the_dichotomy():
     assert set(load("runs/e1/theory/references.json")["references"]) == set(refs)
 
 
+@pytest.mark.parametrize("depth, late", [(1, None), (3, "lq")])
+def test_diagonal_references_follow_the_depth(depth, late):
+    """Depth L: the late reference is the max-margin classifier in Σ|w_j|^(2/L) (q = 2/3 at
+    L = 3); at L = 1 the net is linear in θ and its late phase is the kernel's (L2 only)."""
+    run = f"runs/depth{depth}"
+    args = [*SMALL_E1_GROKS, f"--model.net.init_args.depth={depth}", "--trainer.max_steps=5"]
+    assert main(["fit", *args, f"--run_dir={run}"]) == 0
+    refs = load(f"{run}/summary.json")["references"]
+    assert set(refs) == {"max_l2_margin"} | ({f"max_{late}_margin"} if late else set())
+    cols = read_metrics(f"{run}/metrics.csv")
+    assert "probe/cos_l2" in cols and "probe/cos_l1" not in cols
+    if late:
+        assert refs["max_lq_margin"]["q"] == pytest.approx(2 / 3)
+        assert refs["max_lq_margin"]["margin"] > 0 and "probe/cos_lq" in cols
+
+
 def test_probe_and_margin_survive_resume(capsys):
     assert main(["fit", *SMALL_E1_GROKS, "--trainer.max_steps=400", "--run_dir=runs/full"]) == 0
     assert main(["fit", *SMALL_E1_GROKS, "--trainer.max_steps=200", "--run_dir=runs/part"]) == 0

@@ -97,8 +97,46 @@ def test_not_separable_raises(norm):
         max_margin_classifier(x, np.array([1.0, 1.0, -1.0]), norm=norm)
 
 
+@pytest.mark.parametrize(
+    "c, expected",
+    [
+        (0.9, [0.0, 0.0, 1 / 0.9]),  # the third coordinate: the global minimum, for q ≤ 1
+        (0.4, [1.0, 1.0, 0.0]),  # L1's vertex: a KKT point; the global one is (0, 0, 2.5)
+    ],
+)
+def test_lq_margin_is_the_reweighted_l1_kkt_point_from_the_l2_start(c, expected):
+    """min Σ|w_j|^q s.t. w1 + c·w3 ≥ 1, w2 + c·w3 ≥ 1 (q = 1/2): the objective is concave, so
+    its minima are the vertices (1, 1, 0) (value 2) and (0, 0, 1/c) (value c^(-1/2)). From the
+    max-L2-margin start, reweighted L1 reaches the vertex nearest it in the weighted sense: at
+    c = 0.9 the global minimum; at c = 0.4 the other vertex (1, 1, 0), a KKT point, although
+    (0, 0, 2.5) is lower (1.58 < 2) — the non-convex problem's answer depends on the start."""
+    x = np.array([[1.0, 0.0, c], [0.0, 1.0, c]])
+    clf = max_margin_classifier(x, np.ones(2), norm=0.5)
+    expected = np.array(expected)
+    expected_q = np.sum(np.abs(expected) ** 0.5) ** 2
+    np.testing.assert_allclose(clf.w, expected / expected_q, atol=1e-7)
+    assert clf.margin == pytest.approx(1 / expected_q, rel=1e-7)
+    l2 = max_margin_classifier(x, np.ones(2), norm=2).w
+    start = l2 / np.min(x @ l2)
+    assert np.sum(np.abs(expected) ** 0.5) <= np.sum(np.abs(start) ** 0.5)  # never worse
+
+
+def test_lq_margin_is_sparse_and_feasible_on_random_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 200))
+    truth = np.zeros(200)
+    truth[:3] = 1
+    y = np.sign(x @ truth)
+    l1 = max_margin_classifier(x, y, norm=1)
+    for q in (2 / 3, 0.5):
+        clf = max_margin_classifier(x, y, norm=q)
+        assert np.sum(np.abs(clf.w) ** q) == pytest.approx(1.0)
+        assert np.min(y * (x @ clf.w)) == pytest.approx(clf.margin) and clf.margin > 0
+        assert (np.abs(clf.w) > 1e-9).sum() < (np.abs(l1.w) > 1e-9).sum()
+
+
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="norm must be 1 or 2"):
+    with pytest.raises(ValueError, match=r"norm must be 1, 2 or in \(0, 1\)"):
         max_margin_classifier(HAND_X, HAND_Y, norm=3)
     with pytest.raises(ValueError, match="±1"):
         max_margin_classifier(HAND_X, np.array([1.0, 0.0, 1.0]), norm=2)

@@ -22,15 +22,20 @@ from grokkit.errors import require
 from grokkit.models import DiagonalNet, MatrixFactorization
 from grokkit.rundir import write_json_atomic
 
+LINEAR_REFERENCES = ("l2", "l1", "lq")  # the diagonal net's max-margin references, by norm
+
 
 class ImplicitBiasProbe(EvaluationCallback):
     """Adds probe columns to each evaluation row; the references' own metrics go once into
     ``summary.json`` (key ``references``), the W&B summary and the console.
 
     - Diagonal nets (linear classification): the max-L2-margin classifier (the kernel regime's
-      predictor: the initial NTK is isotropic) and the max-L1-margin classifier (the late
-      phase's). Columns ``probe/cos_l2`` and ``probe/cos_l1``: cosine of the effective weight
-      w(θ) = u^L − v^L with each.
+      predictor: the initial NTK is isotropic) and the late phase's max-margin classifier in
+      the depth's norm, Σ_j |w_j|^(2/L): max-L1 at depth L = 2 (``max_l1_margin``), the
+      quasi-norm q = 2/L at L ≥ 3 (``max_lq_margin``, a KKT point: see
+      ``grokkit.theory.max_margin_classifier``), none at L = 1 (a linear model: its late phase
+      is the kernel's). Columns ``probe/cos_l2`` and ``probe/cos_l1`` (or ``probe/cos_lq``):
+      cosine of the effective weight w(θ) = u^L − v^L with each.
     - Matrix factorization (completion): the zero-fill predictor (observed entries and their
       mirrors, zero elsewhere: the kernel regime's) and the min-nuclear-norm completion (the
       late phase's). Columns ``probe/dist_zero_fill`` and ``probe/dist_min_nuclear``:
@@ -105,8 +110,9 @@ class ImplicitBiasProbe(EvaluationCallback):
         ref = self._tensors(next(net.parameters()).device)
         if isinstance(net, DiagonalNet) and "w_l2" in ref:
             w = net.effective_weight().detach().double()
-            row["probe/cos_l2"] = _cosine(w, ref["w_l2"])
-            row["probe/cos_l1"] = _cosine(w, ref["w_l1"])
+            for name in LINEAR_REFERENCES:
+                if f"w_{name}" in ref:
+                    row[f"probe/cos_{name}"] = _cosine(w, ref[f"w_{name}"])
         elif isinstance(net, MatrixFactorization) and "w_zero_fill" in ref:
             matrix = net.matrix().detach().double()
             for name in ("zero_fill", "min_nuclear"):
@@ -158,10 +164,13 @@ def compute_references(
 
     if isinstance(net, DiagonalNet):
         x, y = _np(x_train), _np(y_train)
-        for norm in (2, 1):
+        late = 2 / net.degree  # min ‖θ‖² at margin 1 is min Σ_j |w_j|^(2/L)
+        for norm in (2,) if late == 2 else (2, late):
             clf = max_margin_classifier(x, y, norm=norm)
-            arrays[f"w_l{norm}"] = clf.w
-            score(f"max_l{norm}_margin", _np(x_test) @ clf.w, {"margin": clf.margin})
+            name = {2: "l2", 1: "l1"}.get(norm, "lq")
+            arrays[f"w_{name}"] = clf.w
+            extra = {"margin": clf.margin} | ({"q": norm} if name == "lq" else {})
+            score(f"max_{name}_margin", _np(x_test) @ clf.w, extra)
     elif isinstance(net, MatrixFactorization):
         d = net.u.shape[0]
         rows, cols = _np(x_train[:, 0]).astype(int), _np(x_train[:, 1]).astype(int)

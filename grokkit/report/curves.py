@@ -28,9 +28,12 @@ EXTRA_PANELS = {
 }
 REFERENCE_COLOURS = ["tab:green", "tab:brown", "tab:pink", "tab:olive"]
 # Reference margins drawn on the margin panel (from summary.json's references).
-# (For the depth-2 diagonal net ‖w‖_1 ≤ ‖θ‖², so the max-L1 margin bounds the normalized margin;
-# the max-L2 margin is in another normalization and is not drawn.)
-MARGIN_REFERENCES = {"max_l1_margin": "max-L1 margin (late-phase limit)"}
+# (For the depth-L diagonal net Σ|w_j|^(2/L) ≤ ‖θ‖², so the max-ℓ_{2/L} margin (L1 at L = 2)
+# bounds the normalized margin; the max-L2 margin is in another normalization, not drawn.)
+MARGIN_REFERENCES = {
+    "max_l1_margin": "max-L1 margin (late-phase limit)",
+    "max_lq_margin": "max-ℓ_{2/L} margin, a KKT point (late-phase limit)",
+}
 
 
 def _plot_group(

@@ -2,7 +2,8 @@
 
 The kernel (early) phase of f(x) = ⟨u^⊙2 − v^⊙2, x⟩ follows the max-L2-margin classifier, the
 rich (late) phase the max-L1-margin one (arXiv 2311.18817, §3). Both are homogeneous (no
-bias), like the net.
+bias), like the net. At depth L (w = u^⊙L − v^⊙L) the late phase's max-margin problem in θ,
+min ‖θ‖² s.t. margins ≥ 1, is min Σ_j |w_j|^(2/L) in w: the max-ℓ_q margin with q = 2/L.
 """
 
 import warnings
@@ -22,17 +23,20 @@ class LinearClassifier:
 
     w: np.ndarray
     margin: float
-    norm: int
+    norm: float
 
 
-def max_margin_classifier(x: np.ndarray, y: np.ndarray, norm: int) -> LinearClassifier:
+def max_margin_classifier(x: np.ndarray, y: np.ndarray, norm: float) -> LinearClassifier:
     """Homogeneous (no bias) max-margin linear classifier: maximize min_i y_i⟨w,x_i⟩ over ‖w‖_p ≤ 1,
     i.e. min ‖w‖_p s.t. y_i⟨w,x_i⟩ ≥ 1, then normalized. x: (n, d), y: (n,) with entries ±1.
     Raises ValueError('... not linearly separable ...') when no w separates the data.
 
     norm=1 is a linear program in w = w⁺ − w⁻, solved by column generation (Clarabel rounds, a
     last HiGHS solve); norm=2 is the SVM dual over the n×n Gram matrix (Clarabel via cvxpy).
-    Neither forms a d×d matrix; d = 10⁵, n = 256 takes a few seconds.
+    Neither forms a d×d matrix; d = 10⁵, n = 256 takes a few seconds. 0 < norm < 1 (the
+    quasi-norm ‖w‖_q = (Σ|w_j|^q)^(1/q)) is not convex: the result is a KKT point, found from
+    the max-L2-margin classifier by reweighted L1 (see ``_min_lq_separator``), not necessarily
+    the global maximum.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -44,9 +48,11 @@ def max_margin_classifier(x: np.ndarray, y: np.ndarray, norm: int) -> LinearClas
         w = _min_l1_separator(y[:, None] * x)
     elif norm == 2:
         w = x.T @ hard_margin_dual(x @ x.T, y)
+    elif 0 < norm < 1:
+        w = _min_lq_separator(y[:, None] * x, norm, x.T @ hard_margin_dual(x @ x.T, y))
     else:
-        raise ValueError(f"norm must be 1 or 2, got {norm}")
-    w /= np.linalg.norm(w, ord=norm)
+        raise ValueError(f"norm must be 1, 2 or in (0, 1), got {norm}")
+    w /= np.sum(np.abs(w) ** norm) ** (1 / norm)
     margin = float(np.min(y * (x @ w)))
     if not margin > 0:
         raise ValueError("the data are not linearly separable (no w has a positive margin)")
@@ -80,6 +86,29 @@ def _min_l1_separator(z: np.ndarray, tol: float = 1e-7) -> np.ndarray:
         working = np.concatenate([working, entering])
     w = np.zeros(d)
     w[working] = _vertex_l1_lp(z[:, working])
+    return w
+
+
+def _min_lq_separator(z: np.ndarray, q: float, start: np.ndarray, rounds: int = 100) -> np.ndarray:
+    """A KKT point of min Σ_j |w_j|^q s.t. z w ≥ 1 (0 < q < 1), by iteratively reweighted L1
+    (Candès, Wakin & Boyd 2008): each round minimizes the concave objective's linearization at
+    the last w, Σ_j c_j|w_j| with c_j = (|w_j| + ε)^(q−1), an L1 LP after the change of
+    variables w_j = v_j / c_j; the objective never increases (majorize-minimize). The start is
+    the max-L2-margin direction, scaled to margin 1: where a depth-L diagonal net's flow starts
+    its late phase from (the kernel regime's predictor), though the flow may reach another KKT
+    point. Coordinates the LP zeroes stay zero (their weight becomes ~1/ε^(1−q))."""
+    w = start / np.min(z @ start)
+    objective = np.sum(np.abs(w) ** q)
+    for _ in range(rounds):
+        eps = 1e-9 * np.max(np.abs(w))
+        c = (np.abs(w) + eps) ** (q - 1)
+        keep = np.flatnonzero(np.abs(w) > eps)
+        v = _min_l1_separator(z[:, keep] / c[keep])
+        w = np.zeros_like(w)
+        w[keep] = v / c[keep]
+        previous, objective = objective, np.sum(np.abs(w) ** q)
+        if objective >= previous * (1 - 1e-10):
+            break
     return w
 
 
