@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from grokkit.callbacks.fourier import (
+    column_frequency_energy,
+    column_top_share,
     fourier_basis,
     frequency_energy,
     gini,
@@ -44,6 +46,17 @@ def test_energy_sits_on_the_embedded_frequencies():
     # Parseval: the energy is the embeddings' squared norm less their constant part
     total = sum((e - e.mean(0)).pow(2).sum() for e in (_wave_embedding(p, [3]),))
     assert frequency_energy([_wave_embedding(p, [3])]).sum().item() == pytest.approx(total.item())
+
+
+def test_unit_share_is_one_when_each_unit_uses_one_frequency_of_many():
+    p = 23
+    units = torch.cat([_wave_embedding(p, [k], d=1, seed=k) for k in range(1, 12)], dim=1)
+    per_unit = column_frequency_energy([units, 2 * units])
+    assert per_unit.shape == (p // 2, 11)
+    assert column_top_share(per_unit) == pytest.approx(1.0)
+    assert frequency_energy([units]).min() > 0  # while the whole embedding uses every frequency
+    mixed = _wave_embedding(p, [2, 5], d=4)
+    assert 0.5 <= column_top_share(column_frequency_energy([mixed])) < 1
 
 
 def test_gini_bounds():
@@ -109,6 +122,7 @@ def test_probe_columns_in_a_run(tmp_path):
     for row in rows:
         share, keys = float(row["fourier/top_share"]), [row[f"fourier/key_{i}"] for i in (1, 2, 3)]
         assert 3 / 6 - 1e-9 <= share <= 1  # top 3 of p // 2 = 6 frequencies hold at least half
+        assert 1 / 6 - 1e-9 <= float(row["fourier/unit_top1_share"]) <= 1
         assert len({float(k) for k in keys}) == 3 and all(1 <= float(k) <= 6 for k in keys)
         assert float(row["fourier/restricted_loss"]) > 0 and float(row["fourier/excluded_loss"]) > 0
     assert (tmp_path / "run" / "curves.png").is_file()

@@ -34,16 +34,34 @@ def fourier_basis(p: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Ten
     return torch.stack(rows), freqs
 
 
-def frequency_energy(embeddings: list[torch.Tensor]) -> torch.Tensor:
-    """Energy per frequency k = 1 … ⌊p/2⌋ of operand embeddings (each (p, d), row x = residue
-    x): Σ over embeddings and columns of the squared cos and sin coefficients."""
+def column_frequency_energy(embeddings: list[torch.Tensor]) -> torch.Tensor:
+    """Energy per frequency k = 1 … ⌊p/2⌋ (rows) of each embedding column (columns) of operand
+    embeddings (each (p, d), row x = residue x; summed over the embeddings): the squared cos
+    and sin coefficients. For TwoLayerReLU a column is one hidden unit's input weights."""
     p = embeddings[0].shape[0]
     basis, freqs = fourier_basis(p)
-    energy = torch.zeros(p // 2, dtype=torch.float64)
+    index = torch.tensor(freqs) - 1
+    energy = torch.zeros(p // 2, embeddings[0].shape[1], dtype=torch.float64)
     for e in embeddings:
         coefficients = basis @ e.detach().double().cpu()  # (basis rows, d)
-        energy.index_add_(0, torch.tensor(freqs) - 1, (coefficients**2).sum(1))
+        energy.index_add_(0, index, coefficients**2)
     return energy
+
+
+def frequency_energy(embeddings: list[torch.Tensor]) -> torch.Tensor:
+    """Energy per frequency k = 1 … ⌊p/2⌋ of operand embeddings, over all their columns."""
+    return column_frequency_energy(embeddings).sum(1)
+
+
+def column_top_share(column_energy: torch.Tensor) -> float:
+    """Share of each column's energy in its own strongest frequency, averaged over the columns
+    weighted by their energy (near-dead units count little): → 1 when every unit uses one
+    frequency, as in the max-margin solutions of Morwani et al. 2023, even if the units use
+    many different frequencies between them."""
+    total = column_energy.sum(0)
+    if total.sum() == 0:
+        return 0.0
+    return (column_energy.max(0).values.sum() / total.sum()).item()
 
 
 def gini(values: torch.Tensor) -> float:
@@ -103,6 +121,9 @@ class FourierProbe(EvaluationCallback):
     - ``fourier/top_share``: the share of the embeddings' (non-constant) energy in their
       ``top_k`` strongest frequencies (top_k/⌊p/2⌋ for a random embedding, → 1 when sparse);
     - ``fourier/gini``: Gini coefficient of the energy over all ⌊p/2⌋ frequencies;
+    - ``fourier/unit_top1_share``: each embedding column's (hidden unit's, for TwoLayerReLU)
+      share of its energy in its own strongest frequency, energy-weighted mean: a net can be
+      sparse per unit while its units spread over many frequencies;
     - ``fourier/key_1`` … ``fourier/key_<top_k>``: those frequencies k (ω = 2πk/p), strongest
       first;
     - ``fourier/restricted_loss``: training loss with the logits (computed on all p² pairs)
@@ -152,11 +173,13 @@ class FourierProbe(EvaluationCallback):
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
     ) -> None:
         net = task.net
-        energy = frequency_energy(net.operand_embeddings())
+        per_column = column_frequency_energy(net.operand_embeddings())
+        energy = per_column.sum(1)
         order = energy.argsort(descending=True)
         keys = [int(k) + 1 for k in order[: self.top_k]]
         row["fourier/top_share"] = (energy[order[: self.top_k]].sum() / energy.sum()).item()
         row["fourier/gini"] = gini(energy)
+        row["fourier/unit_top1_share"] = column_top_share(per_column)
         for i, k in enumerate(keys, start=1):
             row[f"fourier/key_{i}"] = float(k)
         x_train, y_train = batch["train"]
