@@ -23,7 +23,12 @@ def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
         tracker.completed += n
 
 
+def load_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents, tensors and plain types only (``weights_only``: a
+    checkpoint given on the command line must not run code when it is read)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def checkpoint_global_step(path: str | Path) -> int:
     """The gradient step a Lightning checkpoint was saved at (its ``global_step`` entry)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    return int(checkpoint["global_step"])
+    return int(load_checkpoint(path)["global_step"])

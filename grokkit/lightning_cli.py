@@ -7,12 +7,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grokkit.callbacks import PhaseDetector
 from grokkit.console import one_line
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
+from grokkit.lightning_adapter import load_checkpoint
+from grokkit.rundir import read_config
 from grokkit.session import FitSession
 from grokkit.task import GrokTask
 from grokkit.wandb_setup import WandbSettings
@@ -45,6 +48,15 @@ class GrokkitCLI(LightningCLI):
         self.argv = argv
         self.exit_code = 0
         super().__init__(*args, args=argv, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the checkpoint's hyperparameters into the config here, first of
+        all: an unreadable file is one line of bad input, not a traceback."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception as exc:  # noqa: BLE001 — whatever the reader raises, the file is bad
+            ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+            raise ConfigError(unreadable_checkpoint(ckpt_path, exc)) from None
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -97,6 +109,9 @@ class GrokkitCLI(LightningCLI):
             saved.run_dir, saved.ckpt_path = str(run_dir), None
             return self._parser("fit").dump(saved, skip_none=False)
 
+        if ckpt_path is not None:  # before anything is written into the checkpoint's run
+            check_resumable(Path(ckpt_path), model, yaml.safe_load(dump_config(Path("."))))
+
         self.exit_code = FitSession(
             self.trainer,
             model,
@@ -108,6 +123,45 @@ class GrokkitCLI(LightningCLI):
             wandb=self.config_init["fit"]["wandb"],
             ckpt_path=ckpt_path,
         ).run()
+
+
+def unreadable_checkpoint(ckpt_path: object, error: BaseException) -> str:
+    return f"ckpt_path: {ckpt_path} is not a readable grokkit checkpoint ({one_line(error)})"
+
+
+def check_resumable(ckpt_path: Path, model: GrokTask, config: dict[str, Any]) -> None:
+    """Refuse (one line) a checkpoint this config cannot continue: unreadable, of another
+    model (parameter names and shapes), or, inside a run directory, trained on other data
+    (the ``data`` and ``model.net`` sections of that run's config.yaml against this one's).
+    Resuming continues in the checkpoint's run directory, so this runs before anything in it
+    is written."""
+    try:
+        checkpoint = load_checkpoint(ckpt_path)
+        state = checkpoint["state_dict"]
+    except Exception as exc:  # noqa: BLE001 — any unreadable file is the same bad input
+        raise ConfigError(unreadable_checkpoint(ckpt_path, exc)) from None
+    ours = model.state_dict()
+    for name in sorted(set(ours) | set(state)):
+        theirs = tuple(state[name].shape) if name in state else None
+        mine = tuple(ours[name].shape) if name in ours else None
+        require(
+            theirs == mine,
+            f"ckpt_path: {ckpt_path} does not match this config: {name} has shape {theirs} "
+            f"in the checkpoint and {mine} here (None: absent)",
+        )
+    run_dir = ckpt_path.resolve().parent.parent
+    if ckpt_path.resolve().parent.name == "checkpoints" and (run_dir / "config.yaml").is_file():
+        earlier = read_config(run_dir)
+        for section in (("data",), ("model", "net")):
+            a, b = earlier, config
+            for key in section:
+                a, b = (a or {}).get(key), (b or {}).get(key)
+            require(
+                a == b,
+                f"ckpt_path: {ckpt_path} belongs to a run with other {'.'.join(section)} "
+                f"settings ({run_dir / 'config.yaml'}); resume with that config, or start a "
+                f"new run without --ckpt_path",
+            )
 
 
 def config_stem(argv: list[str]) -> str:

@@ -370,3 +370,39 @@ def test_tiny_e5_regression_run_has_no_accuracy_columns():
     n_train = round(0.05 * d * d)
     total = first["train/loss"] * n_train + first["test/loss"] * (d * d - n_train)
     assert total == pytest.approx(sum(i * i for i in range(d)) ** 2 / d**4, rel=1e-5)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--data.d=400"], "does not match this config: net.u has shape (500,) in the checkpoint"),
+        (["--data.seed=7"], "belongs to a run with other data settings"),
+        (["--model.net.init_args.depth=3"], "belongs to a run with other model.net settings"),
+    ],
+)
+def test_resume_into_another_run_is_refused_before_anything_is_written(capsys, overrides, message):
+    """A checkpoint continues its own run directory; one this config cannot continue (another
+    shape, other data, another net) is one line, exit 2, and that run is byte-identical."""
+    assert main(["fit", *TINY, "--run_dir=runs/other"]) == 0
+    before = _snapshot(Path("runs/other"))
+    capsys.readouterr()
+    ckpt = "--ckpt_path=runs/other/checkpoints/last.ckpt"
+    assert main(["fit", *TINY, *overrides, "--trainer.max_steps=80", ckpt]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(Path("runs/other")) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated"])
+def test_unreadable_checkpoint_is_one_line(capsys, content):
+    Path("bad.ckpt").write_bytes(content)
+    assert main(["fit", *TINY, "--ckpt_path=bad.ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.ckpt is not a readable grokkit checkpoint" in err and "Traceback" not in err
+    assert not Path("runs").exists() or not any(Path("runs").iterdir())
