@@ -63,7 +63,8 @@ def _plot_group(
         if column == "ntk/velocity":  # a rate, on its own log axis
             twin = ax.twinx()
             twin.plot(x[finite], values[finite], color="tab:gray", lw=1, label=column)
-            twin.set_yscale("log")
+            if (values[finite] > 0).any():  # (a kernel that never moves: velocity 0, linear)
+                twin.set_yscale("log")
             twin.set_ylabel("kernel velocity (per unit time)")
             twin.legend(fontsize=8, loc="lower left")
             continue
