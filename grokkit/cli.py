@@ -16,7 +16,7 @@ commands:
   report    table and figures for a run directory or a sweep: grokkit report PATH
   figures   every figure panel of the paper at its own scale: grokkit figures [--only 1a,2b]
 
-`grokkit COMMAND --help` lists every option of a command.
+`grokkit COMMAND --help` lists every option of a command; `grokkit --version` the version.
 """
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return EXIT_CODES["completed"] if args else EXIT_CODES["bad_input"]
     command, rest = args[0], args[1:]
+    if command in ("-V", "--version"):
+        from grokkit import __version__
+
+        print(f"grokkit {__version__}")
+        return EXIT_CODES["completed"]
     if command == "report":
         from grokkit.report.cli import report_main
 

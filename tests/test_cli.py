@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -295,6 +296,41 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("fit", "validate", "test", "report"):
         assert f"  {command}" in out
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_is_the_installed_package_version(capsys, flag):
+    import importlib.metadata
+
+    import grokkit
+
+    assert main([flag]) == 0
+    assert capsys.readouterr().out.strip() == f"grokkit {grokkit.__version__}"
+    assert importlib.metadata.version("grokkit") == grokkit.__version__
+
+
+def test_package_exports_the_task_and_is_typed():
+    import grokkit
+    from grokkit import AdaptiveFlow, GrokTask
+    from grokkit.integrators import AdaptiveFlow as Integrator
+    from grokkit.task import GrokTask as Task
+
+    assert GrokTask is Task and AdaptiveFlow is Integrator
+    assert (Path(grokkit.__file__).parent / "py.typed").is_file()
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        grokkit.Nope  # noqa: B018
+
+
+@pytest.mark.parametrize("command", ["sweep", "agent", "report", "figures", "fit"])
+def test_files_named_in_help_exist(capsys, command):
+    try:
+        assert main([command, "--help"]) == 0
+    except SystemExit as exit_:  # argparse-based commands exit from --help
+        assert exit_.code == 0
+    out = capsys.readouterr().out
+    named = set(re.findall(r"(?:configs|sweeps)/[\w./-]+\.yaml", out))
+    missing = [p for p in named if not (REPO / p).is_file()]
+    assert not missing, missing
 
 
 def test_validate_and_report_on_a_finished_run(capsys):

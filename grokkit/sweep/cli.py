@@ -36,7 +36,9 @@ def sweep_main(argv: list[str]) -> int:
         "grokkit fit process per run, results in runs/<sweep name>/<run>/. Rerunning the same "
         "command resumes: completed runs are skipped, interrupted ones resume.",
     )
-    parser.add_argument("sweep_file", help="a W&B sweep file, e.g. sweeps/e1_alpha_wd_grid.yaml")
+    parser.add_argument(
+        "sweep_file", help="a W&B sweep file, e.g. sweeps/e1_alpha_wd_grid_cpu.yaml"
+    )
     parser.add_argument(
         "--workers",
         type=_positive,
