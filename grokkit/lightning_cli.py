@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grokkit.callbacks import PhaseDetector
-from grokkit.console import one_line
+from grokkit.console import one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
 from grokkit.lightning_adapter import load_checkpoint
@@ -57,6 +57,20 @@ class GrokkitCLI(LightningCLI):
         except Exception as exc:  # noqa: BLE001 — whatever the reader raises, the file is bad
             ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
             raise ConfigError(unreadable_checkpoint(ckpt_path, exc)) from None
+
+    def before_validate(self) -> None:
+        self._say_if_untrained("validate")
+
+    def before_test(self) -> None:
+        self._say_if_untrained("test")
+
+    def _say_if_untrained(self, command: str) -> None:
+        if self.config[command].get("ckpt_path") is None:
+            say(
+                f"{command}: no --ckpt_path given, so this evaluates the untrained "
+                f"initialization (pass --ckpt_path=RUN/checkpoints/last.ckpt for a trained net)",
+                to_stderr=True,
+            )
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

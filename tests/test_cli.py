@@ -442,3 +442,13 @@ def test_unreadable_checkpoint_is_one_line(capsys, content):
     err = capsys.readouterr().err
     assert "bad.ckpt is not a readable grokkit checkpoint" in err and "Traceback" not in err
     assert not Path("runs").exists() or not any(Path("runs").iterdir())
+
+
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_evaluating_without_a_checkpoint_says_it_is_the_initialization(capsys, command):
+    assert main([command, *TINY]) == 0
+    assert f"{command}: no --ckpt_path given" in capsys.readouterr().err
+    assert main(["fit", *TINY, "--run_dir=runs/done"]) == 0
+    capsys.readouterr()
+    assert main([command, *TINY, "--ckpt_path=runs/done/checkpoints/last.ckpt"]) == 0
+    assert "no --ckpt_path" not in capsys.readouterr().err
