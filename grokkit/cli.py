@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CODES["completed"] if args else EXIT_CODES["bad_input"]
     command, rest = args[0], args[1:]
     if command in ("-V", "--version"):
-        from grokkit import __version__
+        from importlib.metadata import version  # (the package's, set from grokkit.__version__)
 
-        print(f"grokkit {__version__}")
+        print(f"grokkit {version('grokkit')}")
         return EXIT_CODES["completed"]
     if command == "report":
         from grokkit.report.cli import report_main
