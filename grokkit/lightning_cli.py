@@ -15,7 +15,7 @@ from grokkit.console import one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
 from grokkit.lightning_adapter import load_checkpoint
-from grokkit.rundir import read_config
+from grokkit.rundir import checkpoint_run_dir, read_config
 from grokkit.session import FitSession
 from grokkit.task import GrokTask
 from grokkit.wandb_setup import WandbSettings
@@ -163,8 +163,8 @@ def check_resumable(ckpt_path: Path, model: GrokTask, config: dict[str, Any]) ->
             f"ckpt_path: {ckpt_path} does not match this config: {name} has shape {theirs} "
             f"in the checkpoint and {mine} here (None: absent)",
         )
-    run_dir = ckpt_path.resolve().parent.parent
-    if ckpt_path.resolve().parent.name == "checkpoints" and (run_dir / "config.yaml").is_file():
+    run_dir = checkpoint_run_dir(ckpt_path)
+    if run_dir is not None:
         earlier = read_config(run_dir)
         for section in (("data",), ("model", "net")):
             a, b = earlier, config

@@ -30,10 +30,8 @@ def choose_run_dir(requested: str | None, default_name: str, resume_from: str | 
     existing run is never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ... The
     claim is atomic (creating ``checkpoints/``), so agents sharing ``runs/`` never collide.
     """
-    if resume_from is not None:
-        ckpt = Path(resume_from).resolve()
-        if ckpt.parent.name == "checkpoints" and (ckpt.parent.parent / "config.yaml").exists():
-            return ckpt.parent.parent
+    if resume_from is not None and (run_dir := checkpoint_run_dir(resume_from)) is not None:
+        return run_dir
     base = (Path(requested) if requested else Path("runs") / default_name).resolve()
     require(not base.is_file(), f"run_dir: {requested} is a file, expected a directory")
     candidate, n = base, 1
@@ -47,6 +45,16 @@ def choose_run_dir(requested: str | None, default_name: str, resume_from: str | 
                 pass  # another fit claimed it between the check and the claim
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
+
+
+def checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
+    """The run directory a checkpoint belongs to (``RUN/checkpoints/*.ckpt`` beside
+    ``RUN/config.yaml``), or None for a checkpoint kept elsewhere."""
+    ckpt = Path(ckpt_path).resolve()
+    run_dir = ckpt.parent.parent
+    if ckpt.parent.name == "checkpoints" and (run_dir / CONFIG).is_file():
+        return run_dir
+    return None
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
