@@ -5,6 +5,7 @@ max-margin solutions the late phase converges to are Fourier-sparse as well (Mor
 2023), the late-phase bias of arXiv 2311.18817 §3."""
 
 import math
+from functools import lru_cache
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +19,7 @@ from grokkit.errors import require
 SIGNS = {"add": 1, "sub": -1}
 
 
+@lru_cache(maxsize=8)  # the same p at every evaluation row (callers do not modify it)
 def fourier_basis(p: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, list[int]]:
     """The real orthonormal Fourier basis of functions on Z_p, one row per basis vector, without
     the constant: cos(2πkx/p) and sin(2πkx/p) for k = 1 … ⌊p/2⌋ (sin dropped where 2k = p, where
@@ -146,6 +148,7 @@ class FourierProbe(EvaluationCallback):
         self.top_k = top_k
         self._sign = 1
         self._phase: torch.Tensor | None = None  # (a ± b − c) mod p on the p³ grid
+        self._pairs: torch.Tensor | None = None  # all p² pairs (a, b), a-major
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -167,6 +170,8 @@ class FourierProbe(EvaluationCallback):
         )
         self._sign = SIGNS[operation]
         self._phase = grid_phase(data.p, self._sign)
+        r = torch.arange(data.p)
+        self._pairs = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
 
     @torch.no_grad()
     def on_row(
@@ -184,9 +189,7 @@ class FourierProbe(EvaluationCallback):
             row[f"fourier/key_{i}"] = float(k)
         x_train, y_train = batch["train"]
         p = net.p
-        r = torch.arange(p, device=x_train.device)
-        grid = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)
-        logits = net(grid).double().reshape(p, p, p)
+        logits = net(self._pairs.to(x_train.device)).double().reshape(p, p, p)
         phase = self._phase.to(logits.device)
         g = key_direction_projection(logits, keys, phase)
         a, b = x_train[:, 0], x_train[:, 1]
