@@ -15,8 +15,14 @@ from grokkit.console import one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
 from grokkit.lightning_adapter import load_checkpoint
-from grokkit.rundir import checkpoint_run_dir, read_config
-from grokkit.session import FitSession
+from grokkit.rundir import (
+    CONFIG,
+    checkpoint_run_dir,
+    read_config,
+    read_summary,
+    requested_run_dir,
+)
+from grokkit.session import CHECKPOINT_EVERY, FitSession
 from grokkit.task import GrokTask
 from grokkit.wandb_setup import WandbSettings
 
@@ -47,11 +53,29 @@ class GrokkitCLI(LightningCLI):
     def __init__(self, *args: Any, argv: list[str] | None = None, **kwargs: Any) -> None:
         self.argv = argv
         self.exit_code = 0
+        self.continue_run = False  # --ckpt_path=last: continue the run in its own directory
         super().__init__(*args, args=argv, **kwargs)
+
+    @property
+    def default_name(self) -> str:
+        return config_stem(sys.argv[1:] if self.argv is None else self.argv)
 
     def _parse_ckpt_path(self) -> None:
         """Lightning reads the checkpoint's hyperparameters into the config here, first of
-        all: an unreadable file is one line of bad input, not a traceback."""
+        all: an unreadable file is one line of bad input, not a traceback. ``last`` is resolved
+        here to the run directory's newest checkpoint (None for a fit: start from scratch)."""
+        subcommand = self.config.get("subcommand")
+        section = self.config[subcommand] if subcommand else None
+        if section is not None and section.get("ckpt_path") == "last":
+            self.continue_run = True
+            last = requested_run_dir(section.get("run_dir"), self.default_name)
+            last = last / "checkpoints" / "last.ckpt"
+            require(
+                last.is_file() or subcommand == "fit",
+                f"ckpt_path=last: no checkpoint at {last} (give --run_dir, or the run's "
+                f"config.yaml as --config)",
+            )
+            section.ckpt_path = str(last) if last.is_file() else None
         try:
             super()._parse_ckpt_path()
         except Exception as exc:  # noqa: BLE001 — whatever the reader raises, the file is bad
@@ -82,6 +106,13 @@ class GrokkitCLI(LightningCLI):
             type=str | None,
             default=None,
             help="Run directory (default runs/<config file name>; never overwritten: -2, -3, ...)",
+        )
+        parser.add_argument(
+            "--checkpoint_every",
+            type=float,
+            default=CHECKPOINT_EVERY,
+            help="Seconds between saves of checkpoints/last.ckpt at most (the work a SIGKILL can "
+            "lose); cheap saves are made at every evaluation point",
         )
         parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_lightning_class_args(PhaseDetector, "phases")
@@ -117,25 +148,37 @@ class GrokkitCLI(LightningCLI):
             ckpt_path is None or Path(ckpt_path).is_file(),
             f"ckpt_path: no checkpoint file at {ckpt_path}",
         )
+        require(
+            config.checkpoint_every > 0,
+            f"checkpoint_every must be > 0 seconds, got {config.checkpoint_every}",
+        )
         saved = config.clone()
 
         def dump_config(run_dir: Path) -> str:
             saved.run_dir, saved.ckpt_path = str(run_dir), None
             return self._parser("fit").dump(saved, skip_none=False)
 
-        if ckpt_path is not None:  # before anything is written into the checkpoint's run
-            check_resumable(Path(ckpt_path), model, yaml.safe_load(dump_config(Path("."))))
+        # before anything is written into the run directory this fit would continue
+        if ckpt_path is not None:
+            check_checkpoint_matches(Path(ckpt_path), model)
+        if ckpt_path is not None or self.continue_run:
+            run_dir = checkpoint_run_dir(ckpt_path) if ckpt_path else None
+            run_dir = run_dir or requested_run_dir(config.run_dir, self.default_name)
+            if ckpt_path is None or checkpoint_run_dir(ckpt_path) is not None:
+                check_continuable(run_dir, yaml.safe_load(dump_config(Path("."))))
 
         self.exit_code = FitSession(
             self.trainer,
             model,
             datamodule,
             run_dir=config.run_dir,
-            default_name=config_stem(sys.argv[1:] if self.argv is None else self.argv),
+            default_name=self.default_name,
             dump_config=dump_config,
             config=saved.as_dict(),
             wandb=self.config_init["fit"]["wandb"],
             ckpt_path=ckpt_path,
+            continue_run=self.continue_run,
+            checkpoint_every=config.checkpoint_every,
         ).run()
 
 
@@ -143,12 +186,9 @@ def unreadable_checkpoint(ckpt_path: object, error: BaseException) -> str:
     return f"ckpt_path: {ckpt_path} is not a readable grokkit checkpoint ({one_line(error)})"
 
 
-def check_resumable(ckpt_path: Path, model: GrokTask, config: dict[str, Any]) -> None:
-    """Refuse (one line) a checkpoint this config cannot continue: unreadable, of another
-    model (parameter names and shapes), or, inside a run directory, trained on other data
-    (the ``data`` and ``model.net`` sections of that run's config.yaml against this one's).
-    Resuming continues in the checkpoint's run directory, so this runs before anything in it
-    is written."""
+def check_checkpoint_matches(ckpt_path: Path, model: GrokTask) -> None:
+    """Refuse (one line) a checkpoint this config's model cannot load: unreadable, or of
+    another model (parameter names and shapes)."""
     try:
         checkpoint = load_checkpoint(ckpt_path)
         state = checkpoint["state_dict"]
@@ -163,19 +203,54 @@ def check_resumable(ckpt_path: Path, model: GrokTask, config: dict[str, Any]) ->
             f"ckpt_path: {ckpt_path} does not match this config: {name} has shape {theirs} "
             f"in the checkpoint and {mine} here (None: absent)",
         )
-    run_dir = checkpoint_run_dir(ckpt_path)
-    if run_dir is not None:
-        earlier = read_config(run_dir)
-        for section in (("data",), ("model", "net")):
-            a, b = earlier, config
-            for key in section:
-                a, b = (a or {}).get(key), (b or {}).get(key)
-            require(
-                a == b,
-                f"ckpt_path: {ckpt_path} belongs to a run with other {'.'.join(section)} "
-                f"settings ({run_dir / 'config.yaml'}); resume with that config, or start a "
-                f"new run without --ckpt_path",
-            )
+
+
+# The limits a completed run can be continued past (trainer.max_time: a budget, compared as given)
+LIMITS = (("trainer", "max_steps"), ("model", "max_flow_time"), ("trainer", "max_time"))
+
+
+def check_continuable(run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse (one line) to continue in ``run_dir`` what is not this run: a directory that is
+    not a grokkit run, a run trained on other data or another net (the ``data`` and
+    ``model.net`` sections of its config.yaml against ``config``), or a completed run whose
+    limits (max_steps, max_flow_time, max_time) this config does not raise."""
+    if not (run_dir / CONFIG).is_file():
+        require(
+            not (run_dir.exists() and any(run_dir.iterdir())),
+            f"run_dir: {run_dir} is not a grokkit run directory (no {CONFIG}) and not empty; "
+            f"refusing to continue a run there",
+        )
+        return
+    earlier = read_config(run_dir)
+    for section in (("data",), ("model", "net")):
+        require(
+            _get(earlier, section) == _get(config, section),
+            f"ckpt_path: {run_dir} holds a run with other {'.'.join(section)} settings "
+            f"({run_dir / CONFIG}); continue it with that config, or start a new run "
+            f"without --ckpt_path",
+        )
+    summary = read_summary(run_dir)
+    if summary.get("status") == "completed":
+        require(
+            any(_raised(_get(earlier, key), _get(config, key)) for key in LIMITS),
+            f"ckpt_path: the run in {run_dir} completed ({summary.get('steps')} steps); raise "
+            f"--trainer.max_steps (or model.max_flow_time) to continue it",
+        )
+
+
+def _get(config: dict[str, Any] | None, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        config = (config or {}).get(key)
+    return config
+
+
+def _raised(before: Any, now: Any) -> bool:
+    """Whether a limit now lets a run go further than before (None: no limit)."""
+    if before == now:
+        return False
+    if isinstance(before, int | float) and isinstance(now, int | float):
+        return now > before
+    return before is not None or now is None
 
 
 def config_stem(argv: list[str]) -> str:

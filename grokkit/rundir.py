@@ -23,17 +23,28 @@ CONFIG, METRICS, SUMMARY, CURVES = "config.yaml", "metrics.csv", "summary.json",
 BASE_COLUMNS = ["step", "time", "train/loss", "test/loss", "train/acc", "test/acc", "param_norm"]
 
 
-def choose_run_dir(requested: str | None, default_name: str, resume_from: str | None) -> Path:
+def requested_run_dir(requested: str | None, default_name: str) -> Path:
+    """``run_dir`` as given, or ``runs/<default_name>``, as an absolute path."""
+    return (Path(requested) if requested else Path("runs") / default_name).resolve()
+
+
+def choose_run_dir(
+    requested: str | None, default_name: str, resume_from: str | None, continue_run: bool = False
+) -> Path:
     """The directory for this fit, created and claimed.
 
-    Resuming from a checkpoint inside a run directory continues in that directory. Otherwise an
-    existing run is never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ... The
-    claim is atomic (creating ``checkpoints/``), so agents sharing ``runs/`` never collide.
+    Resuming from a checkpoint inside a run directory continues in that directory, and so does
+    ``continue_run`` (``--ckpt_path=last``) in the requested one. Otherwise an existing run is
+    never overwritten: ``runs/x`` becomes ``runs/x-2``, ``runs/x-3``, ... The claim is atomic
+    (creating ``checkpoints/``), so agents sharing ``runs/`` never collide.
     """
     if resume_from is not None and (run_dir := checkpoint_run_dir(resume_from)) is not None:
         return run_dir
-    base = (Path(requested) if requested else Path("runs") / default_name).resolve()
+    base = requested_run_dir(requested, default_name)
     require(not base.is_file(), f"run_dir: {requested} is a file, expected a directory")
+    if continue_run:
+        (base / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return base
     candidate, n = base, 1
     while True:
         if not (candidate.exists() and any(candidate.iterdir())):

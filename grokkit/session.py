@@ -2,7 +2,7 @@
 
 ``FitSession.run`` claims the run directory, writes config.yaml, trains under SIGINT/SIGTERM
 handling, decides the status, and then, however training ended, writes the final checkpoint,
-summary.json (last of the run's files, atomically: its presence marks a finished run),
+summary.json (atomically; during training it is kept current with status ``running``),
 curves.png and the W&B summary.
 """
 
@@ -11,7 +11,6 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +27,44 @@ from grokkit.signals import on_stop_signals, signal_name
 from grokkit.task import GrokTask
 from grokkit.wandb_setup import WandbSettings, make_wandb_logger
 
-CHECKPOINT_EVERY = timedelta(seconds=60)
+CHECKPOINT_EVERY = 60.0  # seconds of lost work at most after a SIGKILL (``--checkpoint_every``)
+CHEAP_SAVE_SHARE = 0.01  # between those, save at an evaluation point if it costs ≤ 1% of the time
 
 
 class PeriodicCheckpoint(pl.Callback):
-    """Save ``path`` after a Lightning step (a chunk, ending at an evaluation point) once
-    ``every`` has passed since the last save, atomically: a temporary file, then a rename, so
-    a process killed mid-save leaves the previous checkpoint whole.
+    """Keep ``last.ckpt`` and summary.json (status ``running``) current, so a run killed at any
+    moment (SIGKILL, OOM, a node lost) can be continued with ``--ckpt_path=last``.
+
+    Saves at an evaluation point (the end of a Lightning step) once ``every`` seconds have
+    passed since the last save, or earlier when the last save took at most 1% of the time
+    since: cheap checkpoints are written at every evaluation point, costly ones at most every
+    ``every`` seconds. The checkpoint is written atomically (a temporary file, then a rename),
+    so a process killed mid-save leaves the previous one whole.
 
     Lightning's ``ModelCheckpoint(train_time_interval=...)`` never fires under manual
     optimization (it only checks ``every_n_train_steps`` there), which GrokTask uses.
     """
 
-    def __init__(self, path: Path, every: timedelta, clock: Callable[[], float] = time.monotonic):
-        self.path, self.every, self.clock = Path(path), every.total_seconds(), clock
+    def __init__(
+        self,
+        path: Path,
+        every: float,
+        on_save: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.path, self.every, self.on_save, self.clock = Path(path), every, on_save, clock
         self.last_saved = clock()
+        self.save_seconds = 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self.clock() - self.last_saved < self.every:
+        elapsed = self.clock() - self.last_saved
+        if elapsed < min(self.every, self.save_seconds / CHEAP_SAVE_SHARE):
             return
+        started = self.clock()
         save_checkpoint_atomic(trainer, self.path)
+        self.on_save()
         self.last_saved = self.clock()
+        self.save_seconds = self.last_saved - started
 
 
 def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
@@ -67,6 +83,9 @@ class FitSession:
         config: the resolved config as a dict (W&B's run config).
         wandb: the ``wandb:`` section.
         ckpt_path: checkpoint to resume from (its run directory is continued).
+        continue_run: continue in ``run_dir`` itself (``--ckpt_path=last``), also when it has
+            no checkpoint yet (then from the start).
+        checkpoint_every: seconds between saves of last.ckpt at most (see PeriodicCheckpoint).
     """
 
     def __init__(
@@ -81,17 +100,22 @@ class FitSession:
         config: dict[str, Any],
         wandb: WandbSettings,
         ckpt_path: str | None = None,
+        continue_run: bool = False,
+        checkpoint_every: float = CHECKPOINT_EVERY,
     ) -> None:
         self.trainer, self.task, self.datamodule = trainer, task, datamodule
         self.requested_dir, self.default_name = run_dir, default_name
         self.dump_config, self.config, self.wandb = dump_config, config, wandb
-        self.ckpt_path = ckpt_path
+        self.ckpt_path, self.continue_run = ckpt_path, continue_run
+        self.checkpoint_every = checkpoint_every
         self.run_dir: Path | None = None
         self.wandb_logger: Any = None
 
     def run(self) -> int:
         """Train and write the run directory; returns the exit code."""
-        self.run_dir = choose_run_dir(self.requested_dir, self.default_name, self.ckpt_path)
+        self.run_dir = choose_run_dir(
+            self.requested_dir, self.default_name, self.ckpt_path, self.continue_run
+        )
         say(f"run directory {self.run_dir}")
         config = self.dump_config(self.run_dir)
         write_config(self.run_dir, config)
@@ -144,8 +168,13 @@ class FitSession:
             loggers.append(self.wandb_logger)
         self.trainer.loggers = loggers
         self.trainer.callbacks.append(ConsoleProgress())
+        run_dir = self.run_dir
         self.trainer.callbacks.append(
-            PeriodicCheckpoint(self.run_dir / "checkpoints" / "last.ckpt", CHECKPOINT_EVERY)
+            PeriodicCheckpoint(
+                run_dir / "checkpoints" / "last.ckpt",
+                self.checkpoint_every,
+                on_save=lambda: write_summary(run_dir, self._summary("running")),
+            )
         )
 
     def _finish(self, status: str) -> None:
@@ -156,6 +185,17 @@ class FitSession:
             save_checkpoint_atomic(trainer, run_dir / "checkpoints" / "last.ckpt")
         except Exception as exc:  # a failed run may have nothing consistent to save
             say(f"no final checkpoint ({exc})", to_stderr=True)
+        summary = self._summary(status)
+        write_summary(run_dir, summary)
+        if (run_dir / METRICS).exists():
+            plot_run(run_dir)
+        if self.wandb_logger is not None:
+            self._finish_wandb(summary, status)
+        say(f"{status} after {summary['steps']} steps; results in {run_dir}")
+
+    def _summary(self, status: str) -> dict[str, Any]:
+        """summary.json's contents now; ``running`` while training (a killed run keeps that)."""
+        trainer = self.trainer
         phases = next(cb for cb in trainer.callbacks if isinstance(cb, PhaseDetector))
         summary: dict[str, Any] = {
             "status": status,
@@ -169,12 +209,7 @@ class FitSession:
         for callback in trainer.callbacks:
             if isinstance(callback, ImplicitBiasProbe) and callback.references:
                 summary["references"] = callback.references
-        write_summary(run_dir, summary)
-        if (run_dir / METRICS).exists():
-            plot_run(run_dir)
-        if self.wandb_logger is not None:
-            self._finish_wandb(summary, status)
-        say(f"{status} after {summary['steps']} steps; results in {run_dir}")
+        return summary
 
     def _finish_wandb(self, summary: dict[str, Any], status: str) -> None:
         # W&B has no null: a phase not reached is simply absent from its summary.

@@ -260,7 +260,7 @@ class GrokTask(pl.LightningModule):
             step += 1
         count_optimizer_steps(self.trainer, step - start)
         self.gradient_evaluations += step - start
-        self._end_chunk(batch)
+        self._end_chunk(batch, scheduled=step == stop)
 
     def _flow_chunk(self, batch: Batch) -> None:
         """Integrate the flow up to the next evaluation time (landing on it exactly)."""
@@ -288,7 +288,7 @@ class GrokTask(pl.LightningModule):
         if not normalized:
             self.flow_time = flow.t
         self.gradient_evaluations = flow.evaluations
-        self._end_chunk(batch)
+        self._end_chunk(batch, scheduled=flow.t >= target)
 
     def _advance_log_time(self, h: float, log_loss: float) -> None:
         """t after a step of h in s along the flow of log L: dt = ds/L, integrated exactly for
@@ -297,7 +297,14 @@ class GrokTask(pl.LightningModule):
         start, self._log_loss_now = self._log_loss_now, log_loss
         self._add_log_time(math.log(h) - start + log_mean_exp(start - log_loss))
 
-    def _end_chunk(self, batch: Batch) -> None:
+    def _end_chunk(self, batch: Batch, scheduled: bool) -> None:
+        """Record the evaluation row the chunk ended at. A stop request inside a chunk records
+        nothing: the checkpoint written next holds the mid-chunk state, and the resumed run
+        finishes the chunk and writes the scheduled row, so every row and every callback's
+        cadence (counted in rows) match an uninterrupted run."""
+        if self.stop_requested and not (scheduled or self.at_end):
+            self.trainer.should_stop = True
+            return
         diverged = self.diverged
         self.record(batch)
         self.diverged = self.diverged or diverged
@@ -412,6 +419,7 @@ class GrokTask(pl.LightningModule):
             "plain_phase": self.plain_phase,
             "gradient_evaluations": self.gradient_evaluations,
             "flow": None if self.flow is None else self.flow.state_dict(),
+            "log_loss_now": self._log_loss_now,
             "last_row": self.last_row,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -424,6 +432,7 @@ class GrokTask(pl.LightningModule):
         self.plain_phase = state.get("plain_phase", True)
         self.gradient_evaluations = state.get("gradient_evaluations", 0)
         self._flow_state = state.get("flow")
+        self._log_loss_now = state.get("log_loss_now")
         self.last_row = state.get("last_row")
         if state.get("torch_rng") is not None:
             torch.set_rng_state(state["torch_rng"])

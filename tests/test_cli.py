@@ -288,7 +288,9 @@ def test_signal_stops_cleanly_with_checkpoint_and_nonzero_exit(tmp_path, signum)
     s = summary(Path("runs/sig"))
     assert s["status"] == "interrupted" and 10 < s["steps"] < 100000000
     assert (Path("runs/sig") / "checkpoints" / "last.ckpt").is_file()
-    assert int(read_rows(Path("runs/sig"))[-1]["step"]) == s["steps"]
+    # the stop landed inside a chunk: no unscheduled row; the summary's values are the last row's
+    last_row = read_rows(Path("runs/sig"))[-1]
+    assert int(last_row["step"]) == s["step"] <= s["steps"]
 
 
 def test_help_lists_every_command(capsys):
@@ -418,8 +420,8 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     "overrides, message",
     [
         (["--data.d=400"], "does not match this config: net.u has shape (500,) in the checkpoint"),
-        (["--data.seed=7"], "belongs to a run with other data settings"),
-        (["--model.net.init_args.depth=3"], "belongs to a run with other model.net settings"),
+        (["--data.seed=7"], "holds a run with other data settings"),
+        (["--model.net.init_args.depth=3"], "holds a run with other model.net settings"),
     ],
 )
 def test_resume_into_another_run_is_refused_before_anything_is_written(capsys, overrides, message):
