@@ -255,18 +255,38 @@ def _raised(before: Any, now: Any) -> bool:
 
 def config_stem(argv: list[str]) -> str:
     """The name of the last --config file on the command line ("run" if none)."""
-    stem = "run"
+    files = config_files(argv)
+    return files[-1].stem if files else "run"
+
+
+def config_files(argv: list[str]) -> list[Path]:
+    """The files given with ``--config FILE``, ``--config=FILE`` or ``-c FILE``."""
+    files = []
     for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            stem = Path(argv[i + 1]).stem
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            files.append(Path(argv[i + 1]))
         elif arg.startswith("--config="):
-            stem = Path(arg.split("=", 1)[1]).stem
-    return stem
+            files.append(Path(arg.split("=", 1)[1]))
+    return files
+
+
+def refuse_environment_values(argv: list[str]) -> None:
+    """``${oc.env:VAR}`` is refused: the parser resolves it, and the value (a token, a path)
+    would be written into config.yaml and the W&B run config."""
+    for where, text in [("command line", " ".join(argv))] + [
+        (str(f), f.read_text(errors="replace")) for f in config_files(argv) if f.is_file()
+    ]:
+        require(
+            "oc.env" not in text,
+            f"{where}: ${{oc.env:...}} is not supported (its value would be written into the "
+            f"run's config.yaml and W&B config); pass the value itself, e.g. --key=$VAR",
+        )
 
 
 def make_cli(argv: list[str] | None, run: bool = True) -> GrokkitCLI:
     """Parse ``argv`` (``fit|validate|test ...``), build model, data and trainer and, with
     ``run``, execute the subcommand."""
+    refuse_environment_values(sys.argv[1:] if argv is None else argv)
     return GrokkitCLI(
         model_class=GrokTask,
         datamodule_class=FullBatchDataModule,

@@ -454,3 +454,18 @@ def test_evaluating_without_a_checkpoint_says_it_is_the_initialization(capsys, c
     capsys.readouterr()
     assert main([command, *TINY, "--ckpt_path=runs/done/checkpoints/last.ckpt"]) == 0
     assert "no --ckpt_path" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_environment_values_are_refused_not_written_into_the_run(capsys, monkeypatch, where):
+    """A resolved ${oc.env:...} (a token, say) would land in config.yaml and the W&B config."""
+    monkeypatch.setenv("GROKKIT_SECRET", "s3cr3t")
+    extra = Path("extra.yaml")
+    extra.write_text("data:\n  init_args:\n    n_test: ${oc.env:GROKKIT_SECRET}\n")
+    args = (
+        ["--config", str(extra)] if where == "file" else ["--data.n_test=${oc.env:GROKKIT_SECRET}"]
+    )
+    assert main(["fit", *TINY, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "${oc.env:...} is not supported" in err[0]
+    assert not Path("runs").exists()
