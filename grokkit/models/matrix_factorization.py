@@ -1,6 +1,7 @@
 """E5: the symmetric factorization W = U·Uᵀ − V·Vᵀ (2-homogeneous in θ = (U, V))."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from grokkit.errors import require
@@ -40,5 +41,9 @@ class MatrixFactorization(HomogeneousNet):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.embedding, not self.u[i]: indexing's CPU backward adds rows with atomics from several
+        # threads, in an order (and so a rounding) that changes from run to run
         i, j = x[:, 0], x[:, 1]
-        return (self.u[i] * self.u[j]).sum(-1) - (self.v[i] * self.v[j]).sum(-1)
+        u_i, u_j = F.embedding(i, self.u), F.embedding(j, self.u)
+        v_i, v_j = F.embedding(i, self.v), F.embedding(j, self.v)
+        return (u_i * u_j).sum(-1) - (v_i * v_j).sum(-1)

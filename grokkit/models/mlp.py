@@ -3,6 +3,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from grokkit.errors import require
@@ -12,7 +13,9 @@ from grokkit.models.base import HomogeneousNet, check_operand_pairs
 class TwoLayerReLU(HomogeneousNet):
     """f(a, b) = W2·ReLU(W1·[onehot(a); onehot(b)] + b1), bias on the first layer only, so f is
     2-homogeneous in θ = (W1, b1, W2). W1·[onehot(a); onehot(b)] is computed as the lookup
-    W1[:, a] + W1[:, p + b].
+    W1[:, a] + W1[:, p + b], with ``F.embedding``: its CPU backward sums each row's gradient in
+    input order, where indexing's (``w1[a]``) adds them with atomics from several threads, in an
+    order that changes from run to run (and is slower).
 
     He initialization: W1 ~ N(0, 2/(2p)) (ReLU gain, fan-in 2p), W2 ~ N(0, 1/width) (linear
     gain), b1 = 0; the task then multiplies everything by α.
@@ -40,7 +43,7 @@ class TwoLayerReLU(HomogeneousNet):
         check_operand_pairs(x, self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.w1[x[:, 0]] + self.w1[self.p + x[:, 1]] + self.b1
+        hidden = F.embedding(x[:, 0], self.w1) + F.embedding(self.p + x[:, 1], self.w1) + self.b1
         return torch.relu(hidden) @ self.w2
 
     def operand_embeddings(self) -> list[torch.Tensor]:
