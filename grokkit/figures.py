@@ -5,10 +5,11 @@ paper's d, n, p, width, α, λ and data sizes) with the adaptive gradient-flow i
 flow-time horizon that covers the panel's phenomenon (Fig. 4, loss-normalized, whose t passes
 10^308, for a wall-clock budget instead). Each run is its own ``grokkit fit`` process writing
 ``<runs>/<name>/`` (output in ``<runs>/logs/<name>.log``); a run whose summary.json says it is
-finished is skipped, an interrupted one resumes from its checkpoint, so rerunning the command
-picks up where it stopped. ``<runs>/figures.json`` keeps each run's command, exit code and wall
-time. After every run, the selected panels are redrawn as ``<out>/fig<panel>.png`` and
-``<out>/table.md`` lists every run of the table (wall time, gradient evaluations, phase times).
+finished is skipped, an interrupted or killed one (summary.json still ``running``) continues in
+its directory with ``--ckpt_path=last``, so rerunning the command picks up where it stopped.
+``<runs>/figures.json`` keeps each run's command, exit code and wall time. After every run, the
+selected panels are redrawn as ``<out>/fig<panel>.png`` and ``<out>/table.md`` lists every run
+of the table (wall time, gradient evaluations, phase times).
 A run shared by two panels (2b's α = 10 is 2c's λ = 1e-4) runs once.
 """
 
@@ -29,9 +30,9 @@ from typing import Any
 
 from grokkit.console import error, say
 from grokkit.errors import ConfigError
-from grokkit.outcome import EXIT_CODES, FINAL, status_of_exit
+from grokkit.outcome import EXIT_CODES, FINAL, status_of_run
 from grokkit.report.figures import TableRun, draw_panel, write_table
-from grokkit.rundir import read_summary, write_json_atomic
+from grokkit.rundir import CONFIG, read_summary, write_json_atomic
 from grokkit.signals import on_stop_signals, signal_name
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: configs/ lives here
@@ -255,18 +256,18 @@ class FigureMaker:
     def done(self, name: str) -> bool:
         return read_summary(self.runs_dir / name).get("status") in FINAL
 
-    def checkpoint(self, name: str) -> Path | None:
-        """The checkpoint an interrupted run resumes from (None: start afresh)."""
+    def resumes(self, name: str) -> bool:
+        """Whether the run continues in its directory (``--ckpt_path=last``: from its last
+        checkpoint, or from the start when it has none; else it starts afresh): it was
+        interrupted, or its process died while its summary said ``running``."""
         run_dir = self.runs_dir / name
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
-        interrupted = read_summary(run_dir).get("status") == "interrupted"
-        return checkpoint if interrupted and checkpoint.is_file() else None
+        status = read_summary(run_dir).get("status")
+        return status in ("interrupted", "running") and (run_dir / CONFIG).is_file()
 
     def command(self, name: str) -> list[str]:
-        """``python -m grokkit fit ...`` for the run; resumes an interrupted one."""
+        """``python -m grokkit fit ...`` for the run; continues an interrupted one."""
         argv = [sys.executable, "-m", "grokkit", "fit", *RUNS[name].fit_args(self.runs_dir / name)]
-        checkpoint = self.checkpoint(name)
-        return argv + [f"--ckpt_path={checkpoint}"] if checkpoint else argv
+        return argv + ["--ckpt_path=last"] if self.resumes(name) else argv
 
     # --- commands -----------------------------------------------------------------------------
     def check(self) -> None:
@@ -341,7 +342,7 @@ class FigureMaker:
         argv = self.command(name)
         with self._lock:
             record = self.manifest.setdefault(name, {"seconds": 0.0, "attempts": 0})
-            if self.checkpoint(name) is None:  # a fresh start: its wall time is the table's
+            if not self.resumes(name):  # a fresh start: its wall time is the table's
                 record["seconds"] = 0.0
                 if run_dir.exists():
                     _set_aside(run_dir)
@@ -349,7 +350,7 @@ class FigureMaker:
         say(f"{name}: running (log {self.runs_dir / 'logs' / name}.log)", who="grokkit figures")
         started = time.monotonic()
         code = self._launch(argv, name)
-        status = read_summary(run_dir).get("status") or status_of_exit(code)
+        status = status_of_run(code, read_summary(run_dir).get("status"))
         with self._lock:
             record.update(
                 seconds=round(record["seconds"] + time.monotonic() - started, 1),

@@ -4,6 +4,7 @@ prints the commands, bad input is one line, and panels and table are drawn from 
 
 import json
 import math
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -178,6 +179,27 @@ def test_an_unfinished_run_directory_is_set_aside_not_overwritten(tmp_path, monk
     monkeypatch.setattr(FigureMaker, "_launch", lambda self, argv, name: 1)
     assert main(["figures", "--only", "1a", "--runs", str(runs), "--out", str(tmp_path)]) == 1
     assert (runs / "e1_sparse_grokking.attempt-1" / "metrics.csv").is_file()
+
+
+def test_a_killed_run_continues_with_ckpt_path_last_and_a_signal_death_is_interrupted(
+    tmp_path, monkeypatch
+):
+    runs = tmp_path / "runs"
+    run_dir = runs / "e1_sparse_grokking"
+    run_dir.mkdir(parents=True)
+    write_config(run_dir, "seed_everything: 0\n")
+    write_summary(run_dir, {"status": "running"})  # its process died: SIGKILL, or the machine
+    commands = []
+
+    def killed_again(self, argv, name):
+        commands.append(argv)
+        return -signal.SIGKILL
+
+    monkeypatch.setattr(FigureMaker, "_launch", killed_again)
+    assert main(["figures", "--only", "1a", "--runs", str(runs), "--out", str(tmp_path)]) == 1
+    assert commands[0][-1] == "--ckpt_path=last" and (run_dir / "config.yaml").is_file()
+    record = FigureMaker(["1a"], tmp_path, runs).manifest["e1_sparse_grokking"]
+    assert (record["status"], record["exit_code"]) == ("interrupted", -signal.SIGKILL)
 
 
 def test_jobs_runs_that_many_fits_at_once_and_records_each(tmp_path, monkeypatch):
