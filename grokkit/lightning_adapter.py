@@ -4,6 +4,7 @@ tests/test_lightning_adapter.py pins each behaviour used here, so a Lightning up
 changes one fails a test rather than a run.
 """
 
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -21,6 +22,14 @@ def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
     for tracker in (progress.total, progress.current):
         tracker.ready += n
         tracker.completed += n
+
+
+def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a temporary file renamed over ``path``: a process killed
+    mid-save leaves the previous checkpoint whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

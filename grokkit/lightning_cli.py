@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from grokkit.callbacks import PhaseDetector
+from grokkit.callbacks import PhaseDetector, Snapshots
 from grokkit.console import one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
@@ -116,11 +116,12 @@ class GrokkitCLI(LightningCLI):
         )
         parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_lightning_class_args(PhaseDetector, "phases")
+        parser.add_lightning_class_args(Snapshots, "snapshots")
 
     def before_instantiate_classes(self) -> None:
         """A callback class given twice is bad input (Lightning would fail on its state key)."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        kinds = ["PhaseDetector"]  # always added, configured by `phases.*`
+        kinds = ["PhaseDetector", "Snapshots"]  # always added, configured by phases.*, snapshots.*
         for callback in config.trainer.get("callbacks") or []:
             class_path = getattr(callback, "class_path", None) or str(callback)
             kinds.append(class_path.rsplit(".", 1)[-1])

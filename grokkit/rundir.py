@@ -59,11 +59,16 @@ def choose_run_dir(
 
 
 def checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
-    """The run directory a checkpoint belongs to (``RUN/checkpoints/*.ckpt`` beside
-    ``RUN/config.yaml``), or None for a checkpoint kept elsewhere."""
+    """The run directory a checkpoint continues: ``RUN`` for ``RUN/checkpoints/last.ckpt``
+    beside ``RUN/config.yaml``; None for any other (a snapshot, a file kept elsewhere), which
+    starts a new run directory rather than cut the rows after it from its run's metrics.csv."""
     ckpt = Path(ckpt_path).resolve()
     run_dir = ckpt.parent.parent
-    if ckpt.parent.name == "checkpoints" and (run_dir / CONFIG).is_file():
+    if (
+        ckpt.name == "last.ckpt"
+        and ckpt.parent.name == "checkpoints"
+        and (run_dir / CONFIG).is_file()
+    ):
         return run_dir
     return None
 

@@ -6,7 +6,6 @@ summary.json (atomically; during training it is kept current with status ``runni
 curves.png and the W&B summary.
 """
 
-import os
 import signal
 import time
 import traceback
@@ -16,10 +15,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector
+from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector, Snapshots
 from grokkit.console import error, one_line, say
 from grokkit.errors import user_error
-from grokkit.lightning_adapter import checkpoint_global_step
+from grokkit.lightning_adapter import checkpoint_global_step, save_checkpoint_atomic
 from grokkit.outcome import EXIT_CODES
 from grokkit.report import plot_run
 from grokkit.rundir import METRICS, MetricsCSVLogger, choose_run_dir, write_config, write_summary
@@ -65,12 +64,6 @@ class PeriodicCheckpoint(pl.Callback):
         self.on_save()
         self.last_saved = self.clock()
         self.save_seconds = self.last_saved - started
-
-
-def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    os.replace(tmp, path)
 
 
 class FitSession:
@@ -169,6 +162,9 @@ class FitSession:
         self.trainer.loggers = loggers
         self.trainer.callbacks.append(ConsoleProgress())
         run_dir = self.run_dir
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, Snapshots):
+                callback.directory = run_dir / "checkpoints"
         self.trainer.callbacks.append(
             PeriodicCheckpoint(
                 run_dir / "checkpoints" / "last.ckpt",

@@ -1,5 +1,6 @@
 """Callbacks (all act at evaluation points): phase detection, console progress, normalized
-margin, NTK alignment, implicit-bias probes and the Fourier probe of modular nets."""
+margin, NTK alignment, implicit-bias probes, the Fourier probe of modular nets, and snapshots
+of the weights."""
 
 from grokkit.callbacks.base import EvaluationCallback
 from grokkit.callbacks.fourier import FourierProbe
@@ -8,6 +9,7 @@ from grokkit.callbacks.ntk import NTKAlignment
 from grokkit.callbacks.phases import PhaseDetector
 from grokkit.callbacks.probes import ImplicitBiasProbe
 from grokkit.callbacks.progress import ConsoleProgress
+from grokkit.callbacks.snapshots import Snapshots, list_snapshots
 
 __all__ = [
     "ConsoleProgress",
@@ -17,4 +19,6 @@ __all__ = [
     "NTKAlignment",
     "NormalizedMargin",
     "PhaseDetector",
+    "Snapshots",
+    "list_snapshots",
 ]
