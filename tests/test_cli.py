@@ -319,6 +319,19 @@ def test_package_exports_the_task_and_is_typed():
 
     assert GrokTask is Task and AdaptiveFlow is Integrator
     assert (Path(grokkit.__file__).parent / "py.typed").is_file()
+    # every model, data module and callback too, the same objects as in their packages
+    import grokkit.callbacks
+    import grokkit.data
+    import grokkit.models
+
+    for package in (grokkit.models, grokkit.data, grokkit.callbacks):
+        for name in package.__all__:
+            assert name in grokkit.__all__ and getattr(grokkit, name) is getattr(package, name)
+    assert set(grokkit.__all__) <= set(dir(grokkit))
+    # and lazily: importing the package alone imports neither torch nor Lightning
+    code = "import sys, grokkit; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "'torch'" not in loaded and "'lightning'" not in loaded, loaded
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         grokkit.Nope  # noqa: B018
 
