@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 
 def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
@@ -22,6 +23,22 @@ def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
     for tracker in (progress.total, progress.current):
         tracker.ready += n
         tracker.completed += n
+
+
+def run_early_stopping(trainer: pl.Trainer) -> bool:
+    """Let each ``EarlyStopping`` check the row just logged; True if one stopped the run.
+
+    Lightning checks them at an epoch's end or after validation, and GrokTask's one endless
+    epoch has neither until the run ends: the check runs at each evaluation row instead.
+    """
+    stopped = False
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping):
+            callback._run_early_stopping_check(trainer)
+            stopped = stopped or (
+                trainer.should_stop and callback.stopping_reason_message is not None
+            )
+    return stopped
 
 
 def save_checkpoint_atomic(trainer: pl.Trainer, path: Path) -> None:

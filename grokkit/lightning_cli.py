@@ -45,6 +45,9 @@ def quiet_third_party_noise() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within")
     warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need")
+    # a user's ModelCheckpoint under GrokTask's manual optimization saves the state at the
+    # evaluation row, which is what it should save; Lightning warns of a pre-step state
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 class GrokkitCLI(LightningCLI):
@@ -125,6 +128,8 @@ class GrokkitCLI(LightningCLI):
         for callback in config.trainer.get("callbacks") or []:
             class_path = getattr(callback, "class_path", None) or str(callback)
             kinds.append(class_path.rsplit(".", 1)[-1])
+        if "ModelCheckpoint" in kinds:  # a user's own (grokkit's run directory needs none)
+            config.trainer.enable_checkpointing = True
         twice = sorted({k for k in kinds if kinds.count(k) > 1})
         require(
             not twice,

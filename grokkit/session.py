@@ -145,9 +145,10 @@ class FitSession:
     def _status(self) -> str:
         if self.task.diverged:
             return "diverged"
-        # trainer.max_time is a budget the config set: the run ends completed (as at max_steps),
-        # with the range it reached in its rows
-        if self.task.stop_requested or not (self.task.at_end or self.task.time_budget_spent()):
+        # trainer.max_time and EarlyStopping are ends the config set: the run ends completed (as
+        # at max_steps), with the range it reached in its rows
+        ended = self.task.at_end or self.task.early_stopped or self.task.time_budget_spent()
+        if self.task.stop_requested or not ended:
             return "interrupted"
         return "completed"
 
@@ -155,7 +156,11 @@ class FitSession:
         """metrics.csv and W&B loggers, console progress, periodic last.ckpt."""
         assert self.run_dir is not None
         resume_step = checkpoint_global_step(self.ckpt_path) if self.ckpt_path else None
-        loggers: list[Any] = [MetricsCSVLogger(self.run_dir, resume_step=resume_step)]
+        # the user's own loggers (--trainer.logger) get the rows too
+        loggers: list[Any] = [
+            *self.trainer.loggers,
+            MetricsCSVLogger(self.run_dir, resume_step=resume_step),
+        ]
         self.wandb_logger = make_wandb_logger(self.wandb, self.run_dir, self.config)
         if self.wandb_logger is not None:
             loggers.append(self.wandb_logger)

@@ -14,7 +14,7 @@ from grokkit.console import say
 from grokkit.data.full_batch import Batch
 from grokkit.errors import require
 from grokkit.integrators import AdaptiveFlow, IntegrationError
-from grokkit.lightning_adapter import count_optimizer_steps
+from grokkit.lightning_adapter import count_optimizer_steps, run_early_stopping
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
 from grokkit.schedule import EvalSchedule, FlowSchedule, gd_flow_time, warmup_lr
@@ -138,6 +138,7 @@ class GrokTask(pl.LightningModule):
         self.plain_phase = True  # loss-normalized runs: still taking plain steps
         self.last_row: dict[str, float] | None = None
         self.diverged = False
+        self.early_stopped = False  # an EarlyStopping callback ended the run
         self.stop_requested = False  # set from a signal handler; the chunk loop checks it
         self.schedule: EvalSchedule | FlowSchedule | None = None
         self.gradient_evaluations = 0  # every gradient computed (rejected trial steps included)
@@ -308,6 +309,7 @@ class GrokTask(pl.LightningModule):
         diverged = self.diverged
         self.record(batch)
         self.diverged = self.diverged or diverged
+        self.early_stopped = run_early_stopping(self.trainer) or self.early_stopped
         if self.diverged or self.stop_requested or self.at_end:
             self.trainer.should_stop = True
 
@@ -385,7 +387,9 @@ class GrokTask(pl.LightningModule):
         return row
 
     def record(self, batch: Batch) -> None:
-        """Evaluate, let evaluation callbacks add columns, then send the row to every logger."""
+        """Evaluate, let evaluation callbacks add columns, then send the row to every logger
+        (the run directory's, W&B and any the user configured) and, through ``self.log``, to
+        ``trainer.callback_metrics`` (so EarlyStopping and ModelCheckpoint can monitor it)."""
         row = self.evaluate(batch)
         # time may overflow to inf by design (loss-normalized runs); log10_time starts at −inf
         self.diverged = not all(
@@ -396,6 +400,7 @@ class GrokTask(pl.LightningModule):
                 callback.on_evaluation(self.trainer, self, batch, row)
         for logger in self.loggers:
             logger.log_metrics(row, step=self.global_step)
+        self.log_dict(row, logger=False, on_step=True, on_epoch=False, batch_size=1)
         self.last_row = row
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
