@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grokkit.callbacks import PhaseDetector, Snapshots
@@ -130,12 +131,28 @@ class GrokkitCLI(LightningCLI):
             kinds.append(class_path.rsplit(".", 1)[-1])
         if "ModelCheckpoint" in kinds:  # a user's own (grokkit's run directory needs none)
             config.trainer.enable_checkpointing = True
+        if config.trainer.get("enable_progress_bar") and not any("ProgressBar" in k for k in kinds):
+            # Lightning's own bar counts chunks (a batch is a chunk of gradient steps)
+            bar = Namespace(class_path="grokkit.callbacks.StepProgressBar", init_args=Namespace())
+            config.trainer.callbacks = [*(config.trainer.get("callbacks") or []), bar]
         twice = sorted({k for k in kinds if kinds.count(k) > 1})
         require(
             not twice,
             f"trainer.callbacks: {', '.join(twice)} given twice (each callback class may appear "
             f"once; --trainer.callbacks=[] clears the config's list before adding)",
         )
+
+    def instantiate_classes(self) -> None:
+        """A callback (or logger) whose optional package is not installed is one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as exc:
+            missing: BaseException | None = exc
+            while missing is not None and not isinstance(missing, ModuleNotFoundError):
+                missing = missing.__cause__ or missing.__context__
+            if missing is None:
+                raise
+            raise ConfigError(f"trainer: {one_line(missing)}") from None
 
     def fit(
         self,

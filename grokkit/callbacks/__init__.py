@@ -9,6 +9,7 @@ from grokkit.callbacks.ntk import NTKAlignment
 from grokkit.callbacks.phases import PhaseDetector
 from grokkit.callbacks.probes import ImplicitBiasProbe
 from grokkit.callbacks.progress import ConsoleProgress
+from grokkit.callbacks.progress_bar import RichStepProgressBar, StepProgressBar
 from grokkit.callbacks.snapshots import Snapshots, list_snapshots
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "NTKAlignment",
     "NormalizedMargin",
     "PhaseDetector",
+    "RichStepProgressBar",
     "Snapshots",
+    "StepProgressBar",
     "list_snapshots",
 ]

@@ -1,5 +1,6 @@
-"""One console line per half decade of steps (of flow time for adaptive runs), instead of a
-per-step progress bar."""
+"""Console lines for logs: one per half decade of steps (of flow time for adaptive runs) and
+one per tenth of the run at least, instead of a per-step progress bar (for a live bar, see
+``grokkit.callbacks.progress_bar``)."""
 
 import math
 
@@ -14,7 +15,7 @@ class ConsoleProgress(EvaluationCallback):
     def __init__(self, per_decade: int = 2) -> None:
         super().__init__()
         self.per_decade = per_decade
-        self._last_bucket: int | None = None
+        self._last_bucket: tuple[int, int] | None = None
 
     def on_row(
         self, trainer: pl.Trainer, task: pl.LightningModule, batch: Batch, row: dict[str, float]
@@ -25,7 +26,11 @@ class ConsoleProgress(EvaluationCallback):
         # adaptive runs: buckets of the integrator's clock (in units of the first evaluation
         # time, lr); it is s, not t, for a loss-normalized run (t may be inf)
         clock = task.clock / task.hparams.lr if adaptive else step
-        bucket = int(math.log10(clock) * self.per_decade) if clock > 0 else -1
+        end = horizon if adaptive else trainer.max_steps
+        bucket = (
+            int(math.log10(clock) * self.per_decade) if clock > 0 else -1,
+            int(10 * (task.clock if adaptive else step) / end) if end else 0,
+        )
         if bucket == self._last_bucket and not task.at_end:
             return
         self._last_bucket = bucket
