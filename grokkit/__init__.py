@@ -60,6 +60,11 @@ __all__ = [*_LAZY, "__version__"]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if not name.startswith("_"):  # a name added to a subpackage since this list was written
+        for package in ("grokkit.models", "grokkit.data", "grokkit.callbacks"):
+            module = import_module(package)
+            if name in module.__all__:
+                return getattr(module, name)
     raise AttributeError(f"module 'grokkit' has no attribute {name!r}")
 
 

@@ -324,9 +324,13 @@ def test_package_exports_the_task_and_is_typed():
     import grokkit.data
     import grokkit.models
 
-    for package in (grokkit.models, grokkit.data, grokkit.callbacks):
+    packages = (grokkit.models, grokkit.data, grokkit.callbacks)
+    for package in packages:
         for name in package.__all__:
-            assert name in grokkit.__all__ and getattr(grokkit, name) is getattr(package, name)
+            assert getattr(grokkit, name) is getattr(package, name)
+    listed = set(grokkit.__all__) - {"GrokTask", "AdaptiveFlow", "__version__"}
+    assert listed <= {name for package in packages for name in package.__all__}
+    assert {"DiagonalNet", "SparseLinearData", "PhaseDetector", "NTKAlignment"} <= listed
     assert set(grokkit.__all__) <= set(dir(grokkit))
     # and lazily: importing the package alone imports neither torch nor Lightning
     code = "import sys, grokkit; print(sorted({m.split('.')[0] for m in sys.modules}))"
