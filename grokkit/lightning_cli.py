@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grokkit.callbacks import PhaseDetector, Snapshots
@@ -16,6 +18,13 @@ from grokkit.console import one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
 from grokkit.lightning_adapter import load_checkpoint
+from grokkit.preflight import (
+    check_against_data,
+    check_config_files,
+    check_run_dir,
+    check_seed,
+    check_trainer,
+)
 from grokkit.rundir import (
     CONFIG,
     checkpoint_run_dir,
@@ -87,10 +96,33 @@ class GrokkitCLI(LightningCLI):
             raise ConfigError(unreadable_checkpoint(ckpt_path, exc)) from None
 
     def before_validate(self) -> None:
+        self._check_evaluated_checkpoint("validate")
         self._say_if_untrained("validate")
 
     def before_test(self) -> None:
+        self._check_evaluated_checkpoint("test")
         self._say_if_untrained("test")
+
+    def _check_evaluated_checkpoint(self, command: str) -> None:
+        """A missing checkpoint, or one of another model, is one line (Lightning's loader
+        raises a traceback)."""
+        ckpt_path = self.config[command].get("ckpt_path")
+        if ckpt_path is not None:
+            require(Path(ckpt_path).is_file(), f"ckpt_path: no checkpoint file at {ckpt_path}")
+            check_checkpoint_matches(Path(ckpt_path), self.model)
+
+    def _set_seed(self) -> None:
+        check_seed(self._get(self.config, "seed_everything"))
+        super()._set_seed()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """A trainer setting Lightning refuses (beyond check_trainer's) is one line."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except ConfigError:
+            raise
+        except (MisconfigurationException, ValueError) as exc:
+            raise ConfigError(f"trainer: {one_line(exc)}") from None
 
     def _say_if_untrained(self, command: str) -> None:
         if self.config[command].get("ckpt_path") is None:
@@ -129,6 +161,7 @@ class GrokkitCLI(LightningCLI):
         for callback in config.trainer.get("callbacks") or []:
             class_path = getattr(callback, "class_path", None) or str(callback)
             kinds.append(class_path.rsplit(".", 1)[-1])
+        check_trainer(config.trainer)
         if "ModelCheckpoint" in kinds:  # a user's own (grokkit's run directory needs none)
             config.trainer.enable_checkpointing = True
         if config.trainer.get("enable_progress_bar") and not any("ProgressBar" in k for k in kinds):
@@ -190,6 +223,11 @@ class GrokkitCLI(LightningCLI):
             if ckpt_path is None or checkpoint_run_dir(ckpt_path) is not None:
                 check_continuable(run_dir, yaml.safe_load(dump_config(Path("."))))
 
+        target = (checkpoint_run_dir(ckpt_path) if ckpt_path else None) or requested_run_dir(
+            config.run_dir, self.default_name
+        )
+        check_run_dir(target)
+        check_against_data(model, datamodule, self.trainer.callbacks)
         self.exit_code = FitSession(
             self.trainer,
             model,
@@ -310,6 +348,7 @@ def make_cli(argv: list[str] | None, run: bool = True) -> GrokkitCLI:
     """Parse ``argv`` (``fit|validate|test ...``), build model, data and trainer and, with
     ``run``, execute the subcommand."""
     refuse_environment_values(sys.argv[1:] if argv is None else argv)
+    check_config_files(config_files(sys.argv[1:] if argv is None else argv))
     return GrokkitCLI(
         model_class=GrokTask,
         datamodule_class=FullBatchDataModule,

@@ -182,7 +182,7 @@ def test_dimension_mismatch_is_reported_as_bad_input(capsys):
     assert main(["fit", *TINY, "--model.net.init_args.d=7"]) == 2
     err = capsys.readouterr().err
     assert "model.net.d=7 does not match the data's input dimension 500" in err
-    assert summary(Path("runs/quickstart"))["status"] == "failed"
+    assert not Path("runs").exists()  # found before the run directory is claimed
 
 
 def test_a_callback_given_twice_is_one_line_of_bad_input(capsys):

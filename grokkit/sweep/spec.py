@@ -119,7 +119,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     require(path.is_file(), f"sweep file {path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"sweep file {path}: not a text (UTF-8) file") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
