@@ -1,9 +1,11 @@
 """The ``grokkit`` command: parses the command name and hands the rest to its module."""
 
 import sys
+import threading
 
-from grokkit.console import error, one_line
+from grokkit.console import error, one_line, say
 from grokkit.outcome import EXIT_CODES
+from grokkit.signals import on_stop_signals, signal_name
 
 USAGE = """usage: grokkit COMMAND [options]
 
@@ -22,6 +24,24 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code. SIGTERM before a command installs its own handling (a fit
+    while it starts up, a sweep's run killed by its executor) interrupts like Ctrl-C: one line and
+    exit 130 (interrupted, which a sweep resumes), not a traceback or 143 (failed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run_command(argv)  # signal handlers can only be set in the main thread
+    try:
+        with on_stop_signals(_interrupt):
+            return _run_command(argv)
+    except KeyboardInterrupt as exc:
+        say(f"interrupted ({exc or 'SIGINT'})", to_stderr=True)
+        return EXIT_CODES["interrupted"]
+
+
+def _interrupt(signum: int) -> None:
+    raise KeyboardInterrupt(signal_name(signum))
+
+
+def _run_command(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
