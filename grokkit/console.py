@@ -1,4 +1,4 @@
-"""Every line grokkit itself prints to the user goes through ``say`` or ``error``."""
+"""Every line grokkit itself prints to the user goes through ``say``, ``warning`` or ``error``."""
 
 import sys
 
@@ -16,3 +16,9 @@ def say(message: str, *, who: str = "grokkit", to_stderr: bool = False) -> None:
 def error(message: object, *, who: str = "grokkit") -> None:
     """The one line a bad input gets: ``grokkit: error: <message>`` on stderr."""
     say(f"error: {one_line(message)}", who=who, to_stderr=True)
+
+
+def warning(message: object, *, who: str = "grokkit") -> None:
+    """A problem grokkit works around (e.g. a run directory a report skips), on one line:
+    ``grokkit: warning: <message>`` on stderr."""
+    say(f"warning: {one_line(message)}", who=who, to_stderr=True)

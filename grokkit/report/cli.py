@@ -1,9 +1,12 @@
 """``grokkit report PATH``: figures and tables for one run directory or a whole sweep."""
 
 from pathlib import Path
+from typing import Any
 
-from grokkit.console import error
+from grokkit.console import error, warning
+from grokkit.errors import ConfigError
 from grokkit.outcome import EXIT_CODES
+from grokkit.report.check import read_manifest, run_problem
 from grokkit.report.curves import plot_run
 from grokkit.report.sweep import report_sweep
 from grokkit.rundir import METRICS, read_summary
@@ -28,20 +31,52 @@ def find_runs(path: Path) -> list[Path]:
 def report_main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        if argv[:1] in (["-h"], ["--help"]):
+            return EXIT_CODES["completed"]
+        error(f"report: expected one PATH (a run directory or a sweep), got {len(argv)} arguments")
+        return EXIT_CODES["bad_input"]
     path = Path(argv[0])
     runs = find_runs(path) if path.is_dir() else []
     if not runs and not (path / "sweep.json").is_file():
         error(f"no run directory (with {METRICS}) at {path}")
         return EXIT_CODES["bad_input"]
+    problems = {run: problem for run in runs if (problem := run_problem(run)) is not None}
+    if runs == [path]:
+        return _report_run(path, problems.get(path))
+    return _report_sweep(path, [run for run in runs if run not in problems], problems)
+
+
+def _report_run(path: Path, problem: str | None) -> int:
+    """One run directory: curves.png redrawn and its summary as a table row."""
+    if problem is not None:
+        error(problem)
+        return EXIT_CODES["bad_input"]
+    plot_run(path)
+    summary = read_summary(path)
+    cells = [str(summary.get(c, "running" if c == "status" else "")) for c in COLUMNS]
+    print("| run | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    print(f"| {path} | " + " | ".join(cells) + " |")
+    return EXIT_CODES["completed"]
+
+
+def _report_sweep(path: Path, runs: list[Path], problems: dict[Path, str]) -> int:
+    """A sweep (or any folder of runs): every readable run directory reported, each unreadable
+    one skipped with a warning line, a damaged sweep.json ignored with one."""
+    try:
+        records: dict[str, Any] = read_manifest(path)
+    except ConfigError as exc:
+        if not runs:
+            error(exc)
+            return EXIT_CODES["bad_input"]
+        warning(f"{exc}; reporting the run directories alone")
+        records = {}
+    for problem in problems.values():
+        warning(f"skipped run directory: {problem}")
+    if not runs and not records:
+        error(f"no readable run directory at {path} ({len(problems)} skipped)")
+        return EXIT_CODES["bad_input"]
     for run in runs:
         plot_run(run)
-    if runs == [path]:
-        summary = read_summary(path)
-        cells = [str(summary.get(c, "running" if c == "status" else "")) for c in COLUMNS]
-        print("| run | " + " | ".join(COLUMNS) + " |")
-        print("|---" * (len(COLUMNS) + 1) + "|")
-        print(f"| {path} | " + " | ".join(cells) + " |")
-    else:
-        print(report_sweep(path, runs))
-    return 0
+    print(report_sweep(path, runs, records, skipped=problems))
+    return EXIT_CODES["completed"]

@@ -8,6 +8,7 @@ and the swept parameters and statuses of runs that never started from sweep.json
 import csv
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from grokkit.outcome import status_tally  # noqa: E402
+from grokkit.report.check import read_manifest  # noqa: E402
 from grokkit.rundir import read_config, read_metrics, read_summary  # noqa: E402
 from grokkit.theory.transition import transition_time  # noqa: E402
 
@@ -60,23 +62,32 @@ class LawFit:
         )
 
 
-def collect(sweep_dir: Path, run_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+def collect(
+    sweep_dir: Path,
+    run_dirs: list[Path],
+    records: dict[str, dict[str, Any]] | None = None,
+    skipped: Collection[Path] = (),
+) -> tuple[list[dict[str, Any]], list[str]]:
     """One row per run (alpha, weight_decay, seed, swept parameters, phases, final metrics) and
-    the names of the swept parameters."""
-    manifest_file = sweep_dir / "sweep.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-    records = {r["name"]: r for r in manifest.get("runs", [])}
+    the names of the swept parameters. ``records``: sweep.json's (None: read it here);
+    ``skipped``: run directories left out of the report (unreadable), also as records."""
+    records = read_manifest(sweep_dir) if records is None else records
+    left_out = {_name(sweep_dir, run_dir) for run_dir in skipped}
     swept = list(next(iter(records.values()))["params"]) if records else []
     rows = []
     seen = set()
     for run_dir in run_dirs:
-        name = str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name
+        name = _name(sweep_dir, run_dir)
         seen.add(name)
         rows.append(_row(name, run_dir, records.get(name)))
     for name, record in records.items():  # runs that never got a directory (e.g. bad input)
-        if name not in seen:
+        if name not in seen | left_out:
             rows.append({"run": name, **record["params"], "status": record["status"]})
     return rows, swept
+
+
+def _name(sweep_dir: Path, run_dir: Path) -> str:
+    return str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name
 
 
 def _row(name: str, run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any]:
@@ -327,9 +338,15 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, int | float) else (1, str(value))
 
 
-def report_sweep(sweep_dir: Path, run_dirs: list[Path]) -> str:
-    """Tables, figures and law.json for a sweep; returns the text printed to the user."""
-    rows, swept = collect(sweep_dir, run_dirs)
+def report_sweep(
+    sweep_dir: Path,
+    run_dirs: list[Path],
+    records: dict[str, dict[str, Any]] | None = None,
+    skipped: Collection[Path] = (),
+) -> str:
+    """Tables, figures and law.json for a sweep (arguments as ``collect``'s); returns the text
+    printed to the user."""
+    rows, swept = collect(sweep_dir, run_dirs, records, skipped)
     markdown = write_tables(rows, sweep_dir)
     law = fit_law(rows)
     figures = plot_sweep(rows, sweep_dir, law)
