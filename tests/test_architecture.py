@@ -16,7 +16,7 @@ LAYERS = [
     ["callbacks"],
     ["task"],
     ["report"],
-    ["session"],
+    ["session", "preflight"],
     ["lightning_cli"],
     ["sweep", "figures"],
     ["cli", "__init__"],
