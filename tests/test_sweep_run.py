@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENV, grokkit, sweep_file
+from conftest import ENV, TINY, grokkit, sweep_file
 
+from grokkit.rundir import write_summary
 from grokkit.sweep import expand, load_sweep
-from grokkit.sweep.executor import SweepExecutor, worker_env
+from grokkit.sweep.executor import SweepExecutor, try_claim, worker_env
 
 
 def manifest(out: Path) -> dict[str, dict]:
@@ -101,7 +102,7 @@ def test_interrupted_sweep_resumes_only_the_rest(tmp_path):
     assert {r["status"] for r in records.values()} == {"completed"}
     resumed = records[second_run]
     assert resumed["attempts"] == 2
-    assert any(arg.startswith("--ckpt_path=") for arg in resumed["command"])
+    assert resumed["command"][-1] == "--ckpt_path=last"  # the fit finds its own checkpoint
     assert json.loads((second.parent / "summary.json").read_text())["steps"] == 4000
     assert (out / first / "summary.json").stat().st_mtime_ns == first_summary
     assert records[first]["attempts"] == 1
@@ -123,6 +124,103 @@ def test_restarted_run_keeps_the_old_attempt(tmp_path):
     assert not any(a.startswith("--ckpt_path") for a in command)
     assert (out / f"{runs[0].name}.attempt-1" / "metrics.csv").read_text() == "step\n1\n"
     assert not old.exists()
+
+
+def tiny_sweep(directory: Path, name: str) -> Path:
+    """Four runs (α × λ) of a tiny E1 without callbacks: the executors are under test."""
+    command = ["grokkit", "fit", *TINY, "--trainer.callbacks=[]", "${args}"]
+    sweep = {
+        "name": name,
+        "method": "grid",
+        "parameters": {
+            "model.alpha": {"values": [16, 256]},
+            "model.weight_decay": {"values": [0.05, 0.1]},
+        },
+        "command": command,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def fits_started(out: Path, name: str) -> int:
+    """How many fits the sweep started for a run (its log's ``$ `` command lines)."""
+    log = (out / "logs" / f"{name}.log").read_text()
+    return sum(line.startswith("$ ") for line in log.splitlines())
+
+
+def test_two_executors_started_at_once_share_the_runs(tmp_path):
+    """Started twice on one sweep, the executors train each run once between them (no "-2"
+    directory), keep one consistent sweep.json and each wait for the whole sweep to end."""
+    path = tiny_sweep(tmp_path, "twice")
+    argv = [sys.executable, "-m", "grokkit", "sweep", str(path)]
+    sweeps = [
+        subprocess.Popen(
+            argv, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [sweep.communicate(timeout=300)[0] for sweep in sweeps]
+    assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
+    out = tmp_path / "runs" / "twice"
+    records = manifest(out)
+    assert len(records) == 4
+    assert {(r["status"], r["attempts"]) for r in records.values()} == {("completed", 1)}
+    assert {name: fits_started(out, name) for name in records} == dict.fromkeys(records, 1)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
+        [*records, "claims", "logs"]
+    )
+    assert all("4 completed" in output for output in outputs), outputs
+
+
+def test_a_claimed_run_is_left_to_its_holder_and_taken_over_once_it_is_gone(tmp_path):
+    """A run another executor holds is not started. Once free, a run whose summary still says
+    ``running`` (its process died) continues with --ckpt_path=last, and one that the other
+    executor was attempting when this one started, and that failed, is not retried."""
+    spec = load_sweep(sweep_file(tmp_path, "[16]", "[300, 400]", decays="[0.05]"))
+    runs = expand(spec)
+    out = tmp_path / "runs" / "small"
+    killed, failing = (out / run.name for run in runs)
+    for run_dir in (killed, failing):
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("seed_everything: 0\n")
+        write_summary(run_dir, {"status": "running"})
+    other = {"name": runs[1].name, "params": runs[1].params, "status": "running", "attempts": 1}
+    (out / "sweep.json").write_text(json.dumps({"runs": [other]}))
+    elsewhere = try_claim(out / "claims" / f"{runs[1].name}.lock")  # the other executor's
+    executor = SweepExecutor(spec, runs, out)
+    executor._load_previous()
+    assert executor._claim(runs[1]) == "held"
+    assert executor._claim(runs[0]) == "start"
+    assert executor.records[runs[0].name].status == "interrupted"
+    assert executor._command(runs[0])[-1] == "--ckpt_path=last" and killed.is_dir()
+    write_summary(failing, {"status": "failed"})  # the other executor's attempt ends
+    (out / "sweep.json").write_text(json.dumps({"runs": [{**other, "status": "failed"}]}))
+    elsewhere.close()
+    assert executor._claim(runs[1]) == "done"
+    assert executor.records[runs[1].name].status == "failed"
+    assert manifest(out)[runs[1].name]["status"] == "failed"
+    assert manifest(out)[runs[0].name]["status"] == "interrupted"
+
+
+def test_a_run_keeps_its_claim_when_the_executor_dies(tmp_path, monkeypatch):
+    """The claim's locked file is inherited by the run's process: killing the executor (here:
+    closing its copy) does not free a run that still trains; its end does."""
+    spec = load_sweep(sweep_file(tmp_path, "[16]", "[300]"))
+    runs = expand(spec)
+    out = tmp_path / "runs" / "small"
+    executor = SweepExecutor(spec, runs, out)
+    executor._load_previous()
+    monkeypatch.setattr(executor, "_command", lambda run: ["sleep", "60"])
+    assert executor._claim(runs[0]) == "start"
+    active = executor._start(runs[0], worker=0)
+    executor.claims.pop(runs[0].name).close()
+    lock = out / "claims" / f"{runs[0].name}.lock"
+    assert try_claim(lock) is None
+    active.process.kill()
+    assert active.process.wait() == -signal.SIGKILL
+    active.log.close()
+    assert try_claim(lock) is not None
 
 
 def test_workers_are_dealt_over_the_gpus_with_a_share_of_the_cores():

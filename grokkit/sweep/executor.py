@@ -2,11 +2,29 @@
 
 Each run is its own ``grokkit fit`` process writing ``<out>/<run name>/`` (output in
 ``<out>/logs/<run name>.log``). ``<out>/sweep.json`` records every run's parameters, command,
-status, exit code, device and wall time; it is rewritten atomically after each change. A rerun
-skips completed and diverged runs, resumes interrupted ones from their checkpoint and restarts the
-rest (a restarted run's old directory is kept as ``<name>.attempt-K``).
+status, exit code, device and wall time; it is rewritten atomically after each change.
+
+A rerun skips completed and diverged runs, continues interrupted ones in their own directory
+with ``--ckpt_path=last`` (from their last checkpoint, or from the start if they had none), and
+restarts the rest (a failed run, a pending one), setting a restarted run's old directory aside
+as ``<name>.attempt-K``. A run whose process is gone without an end counts as interrupted: one
+killed by a signal (SIGKILL from the OOM killer, see grokkit.outcome), and one whose summary.json
+still says ``running`` because the executor or the machine died.
+
+Executors started twice on one sweep share its runs instead of each training all of them. An
+executor claims a run by an exclusive flock on ``<out>/claims/<run>.lock`` and hands the locked
+file on to the run's process, so the claim lasts while either lives and ends with both, also
+after a SIGKILL: there are no stale claims, and a fit that outlives a killed executor is never
+started a second time. Holding the claim, it rereads the run's state (another executor may have
+just finished it) before starting it. A run another executor holds is waited for, so every
+executor's tally and exit status cover the whole sweep: its outcome is adopted (a run another
+executor attempted during this one's invocation and that failed is not tried again here).
+sweep.json is written under ``sweep.json.lock`` as read-merge-write: an executor writes the
+records of the runs it holds and keeps every other record as it is on disk. (flock: one machine,
+or a shared file system whose locks work across machines.)
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -14,17 +32,21 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from grokkit.console import say
-from grokkit.outcome import EXIT_CODES, FINAL, status_of_exit, status_tally
-from grokkit.rundir import read_summary, write_json_atomic
+from grokkit.outcome import EXIT_CODES, FINAL, status_of_run, status_tally
+from grokkit.rundir import CONFIG, read_summary, write_json_atomic
 from grokkit.signals import on_stop_signals, signal_name
 from grokkit.sweep.spec import SweepRun, SweepSpec
 
 POLL_SECONDS = 0.2
+MANIFEST = "sweep.json"
+CLAIMS = "claims"
 
 
 def worker_env(worker: int, workers: int, gpus: list[str], base: dict[str, str]) -> dict[str, str]:
@@ -40,6 +62,31 @@ def worker_env(worker: int, workers: int, gpus: list[str], base: dict[str, str])
     return env
 
 
+def try_claim(path: Path) -> IO[str] | None:
+    """``path`` opened and exclusively flocked, or None when another process holds it. The lock
+    belongs to the open file: it is released when every process holding the file has closed it
+    (or died)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 (kept open as the claim; closed by the caller)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")  # for a person looking: who claimed it
+    handle.flush()
+    return handle
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` for the block (waiting for it)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # released when the file closes
+
+
 @dataclass
 class RunRecord:
     """What sweep.json keeps about one run."""
@@ -52,6 +99,13 @@ class RunRecord:
     seconds: float | None = None
     gpu: str | None = None
     attempts: int = 0
+
+    def take(self, old: dict[str, Any]) -> None:
+        """Take over what sweep.json on disk says (an earlier invocation, another executor)."""
+        self.command = old.get("command") or self.command
+        self.status, self.exit_code = old.get("status", self.status), old.get("exit_code")
+        self.seconds, self.gpu = old.get("seconds"), old.get("gpu")
+        self.attempts = old.get("attempts", 0)
 
 
 @dataclass
@@ -78,52 +132,108 @@ class SweepExecutor:
         self.spec, self.runs, self.out = spec, runs, out
         self.workers, self.gpus = workers, gpus or []
         self.records = {run.name: RunRecord(run.name, run.params) for run in runs}
+        self.claims: dict[str, IO[str]] = {}  # the runs this executor holds
+        self.attempts_at_start: dict[str, int] = {}
         self.stopping = 0  # 1 after the first Ctrl-C/SIGTERM, 2 after the second
+        self.waiting = False  # said that it waits for runs another executor holds
 
     # --- state -------------------------------------------------------------------------------
+    def _on_disk(self) -> dict[str, dict[str, Any]]:
+        """sweep.json's records by run name ({} before the first write)."""
+        path = self.out / MANIFEST
+        runs = json.loads(path.read_text()).get("runs", []) if path.exists() else []
+        return {r["name"]: r for r in runs}
+
     def _load_previous(self) -> None:
-        """Carry over attempt counts and statuses from an earlier invocation."""
-        manifest = self.out / "sweep.json"
-        if manifest.exists():
-            for old in json.loads(manifest.read_text()).get("runs", []):
-                record = self.records.get(old["name"])
-                if record is not None:
-                    record.attempts = old.get("attempts", 0)
-                    record.status, record.exit_code = old["status"], old.get("exit_code")
-                    record.seconds, record.gpu = old.get("seconds"), old.get("gpu")
-        for record in self.records.values():
-            summary = read_summary(self.out / record.name)
-            if summary:
-                record.status = summary["status"]
-            elif record.status == "running":  # the executor itself was killed
-                record.status = "interrupted"
+        """Take over sweep.json's records and settle, from its directory, the status of every
+        run no process holds (a run another executor holds stays as that one records it)."""
+        for name, old in self._on_disk().items():
+            if name in self.records:
+                self.records[name].take(old)
+        for name, record in self.records.items():
+            self.attempts_at_start[name] = record.attempts
+            claim = try_claim(self._claim_path(name))
+            if claim is not None:
+                self.claims[name] = claim
+                record.status = self._settled(record)
+            elif record.status == "running":  # another executor's attempt, under way: its
+                self.attempts_at_start[name] -= 1  # outcome is this invocation's too
+        self._save()  # held briefly, so that the settled statuses are written as their owner
+        for name in list(self.claims):
+            self._release(name)
+
+    def _settled(self, record: RunRecord) -> str:
+        """The status of a run no process holds: its summary.json's, but a run that is still
+        ``running`` there or in sweep.json is gone without an end: interrupted."""
+        summary = read_summary(self.out / record.name).get("status")
+        if summary and summary != "running":
+            return summary
+        return "interrupted" if "running" in (summary, record.status) else record.status
 
     def _save(self) -> None:
-        write_json_atomic(
-            self.out / "sweep.json",
-            {
-                "name": self.spec.name,
-                "sweep_file": str(self.spec.path),
-                "method": self.spec.method,
-                "metric": self.spec.metric,
-                "workers": self.workers,
-                "gpus": self.gpus,
-                "runs": [vars(r) for r in self.records.values()],
-            },
-        )
+        """Write sweep.json as read-merge-write under its lock: the records of the runs this
+        executor holds are its own; every other run's record is taken from disk (another executor
+        may hold that run), so concurrent executors never undo each other's writes."""
+        with locked(self.out / (MANIFEST + ".lock")):
+            on_disk = self._on_disk()
+            for name, record in self.records.items():
+                if name not in self.claims and name in on_disk:
+                    record.take(on_disk[name])
+            others = [old for name, old in on_disk.items() if name not in self.records]
+            write_json_atomic(
+                self.out / MANIFEST,
+                {
+                    "name": self.spec.name,
+                    "sweep_file": str(self.spec.path),
+                    "method": self.spec.method,
+                    "metric": self.spec.metric,
+                    "workers": self.workers,
+                    "gpus": self.gpus,
+                    "runs": [vars(r) for r in self.records.values()] + others,
+                },
+            )
+
+    # --- claims ------------------------------------------------------------------------------
+    def _claim_path(self, name: str) -> Path:
+        return self.out / CLAIMS / f"{name}.lock"
+
+    def _release(self, name: str) -> None:
+        self.claims.pop(name).close()
+
+    def _claim(self, run: SweepRun) -> str:
+        """Claim ``run`` if no other process holds it: ``"start"`` (claimed, still to do),
+        ``"held"`` (another executor runs it: waited for) or ``"done"`` (another executor ended
+        it since: completed or diverged, or failed in an attempt made since this invocation
+        began; its record is adopted)."""
+        claim = try_claim(self._claim_path(run.name))
+        if claim is None:
+            return "held"
+        self.claims[run.name] = claim
+        record = self.records[run.name]
+        old = self._on_disk().get(run.name)
+        if old is not None:
+            record.take(old)
+        record.status = self._settled(record)
+        retried = record.attempts > self.attempts_at_start[run.name]
+        if record.status in FINAL or (retried and record.status == "failed"):
+            self._save()
+            self._release(run.name)
+            say(f"{run.name}: {record.status} (by another grokkit sweep)", who="grokkit sweep")
+            return "done"
+        return "start"
 
     # --- launching ---------------------------------------------------------------------------
     def _command(self, run: SweepRun) -> list[str]:
         """The file's command with this Python for ``grokkit``, in the run's own directory;
-        an interrupted run resumes from its last checkpoint."""
+        an interrupted run continues there (``--ckpt_path=last``: the fit finds its last
+        checkpoint, or starts over in the directory when it has none)."""
         argv = self.spec.command_for(run, sys.executable)
         if Path(argv[0]).name == "grokkit":
             argv = [sys.executable, "-m", "grokkit", *argv[1:]]
         run_dir = self.out / run.name
         argv += [f"--run_dir={run_dir}", f"--wandb.group={self.spec.name}"]
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
-        if self.records[run.name].status == "interrupted" and checkpoint.exists():
-            argv.append(f"--ckpt_path={checkpoint}")
+        if self.records[run.name].status == "interrupted" and (run_dir / CONFIG).is_file():
+            argv.append("--ckpt_path=last")
         elif run_dir.exists():
             self._set_aside(run_dir)
         return argv
@@ -146,20 +256,23 @@ class SweepExecutor:
         log.write(f"$ {' '.join(record.command)}\n")
         log.flush()
         # Own session: a terminal Ctrl-C reaches only the executor, which forwards one SIGTERM.
+        # The run inherits the claim: it stays claimed while the run lives, even if we die.
         process = subprocess.Popen(
-            record.command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            record.command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(self.claims[run.name].fileno(),),
         )
         return _Active(record, process, worker, time.monotonic(), log)
 
     def _finish(self, active: _Active, code: int) -> None:
+        """Record how the run ended (a run killed by a signal: interrupted, see outcome)."""
         active.log.close()
         record = active.record
         record.exit_code, record.seconds = code, round(time.monotonic() - active.started, 1)
-        summary = read_summary(self.out / record.name)
-        status = status_of_exit(code)
-        if summary and status != "bad_input":
-            status = summary["status"]
-        record.status = "failed" if status == "bad_input" else status
+        record.status = status_of_run(code, read_summary(self.out / record.name).get("status"))
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -176,25 +289,44 @@ class SweepExecutor:
             + f"; results in {self.out}",
             who=f"grokkit sweep {self.spec.name}",
         )
-        self._save()
         active: list[_Active] = []
         started_at, durations = time.monotonic(), []
         with on_stop_signals(self._request_stop):
             while (todo and not self.stopping) or active:
-                free = sorted(set(range(self.workers)) - {a.worker for a in active})
-                while free and todo and not self.stopping:
-                    active.append(self._start(todo.pop(0), free.pop(0)))
-                    self._save()
+                self._launch(todo, active)
                 time.sleep(POLL_SECONDS)
                 finished = [a for a in active if a.process.poll() is not None]
                 active = [a for a in active if a not in finished]
                 for a in finished:
                     self._finish(a, a.process.returncode)
-                    durations.append(a.record.seconds or 0.0)
                     self._save()
+                    self._release(a.record.name)
+                    durations.append(a.record.seconds or 0.0)
                     self._progress(a.record, len(todo), len(active), started_at, durations)
                 self._forward_stop(active)
+        self._save()  # the latest records of the runs other executors held
         return self._conclude()
+
+    def _launch(self, todo: list[SweepRun], active: list[_Active]) -> None:
+        """Start the first runs of ``todo`` this executor can claim on its free workers; runs
+        another executor holds stay in ``todo`` (tried again at the next poll)."""
+        free = sorted(set(range(self.workers)) - {a.worker for a in active})
+        for run in list(todo):
+            if not free or self.stopping:
+                return
+            verdict = self._claim(run)
+            if verdict == "held":
+                continue
+            todo.remove(run)
+            if verdict == "start":
+                active.append(self._start(run, free.pop(0)))
+                self._save()
+        if todo and not active and not self.waiting:
+            self.waiting = True
+            say(
+                f"waiting for {len(todo)} run(s) another grokkit sweep is running",
+                who="grokkit sweep",
+            )
 
     def _request_stop(self, signum: int) -> None:
         self.stopping += 1
@@ -228,7 +360,8 @@ class SweepExecutor:
             f"{status_tally(counts.elements())}; table and figures: grokkit report {self.out}",
             who=f"grokkit sweep {self.spec.name}",
         )
-        if self.stopping or counts.get("interrupted") or counts.get("pending"):
+        unfinished = ("interrupted", "pending", "running")
+        if self.stopping or any(counts.get(status) for status in unfinished):
             say("rerun the same command to resume", who="grokkit sweep")
             return EXIT_CODES["interrupted"]
         return EXIT_CODES["failed"] if counts.get("failed") else EXIT_CODES["completed"]
