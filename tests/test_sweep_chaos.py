@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ENV, QUICKSTART
 
@@ -25,6 +26,7 @@ from grokkit.rundir import read_metrics, read_summary
 from grokkit.sweep import expand, load_sweep
 
 TESTS = Path(__file__).resolve().parent
+ENV_CHAOS = {**ENV, "PYTHONPATH": os.pathsep.join([str(TESTS), ENV.get("PYTHONPATH", "")])}
 MAX_STEPS = 300
 # Each run's role, by its learning rate (the one swept parameter), in the file's order.
 LR = {
@@ -35,7 +37,8 @@ LR = {
 }
 
 
-def chaos_sweep(directory: Path, hold: Path) -> Path:
+def chaos_sweep(directory: Path, hold: Path, lrs: list[float]) -> Path:
+    """A sweep over ``lrs`` of the tiny E1 with the Chaos callback."""
     callback = {
         "class_path": "chaos_callback.Chaos",
         "init_args": {
@@ -51,12 +54,19 @@ def chaos_sweep(directory: Path, hold: Path) -> Path:
     sweep = {
         "name": "chaos",
         "method": "grid",
-        "parameters": {"model.lr": {"values": list(LR.values())}},
+        "parameters": {"model.lr": {"values": lrs}},
         "command": command,
     }
     path = directory / "chaos_sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
+
+
+def start_sweep(path: Path, *options: str, **kwargs) -> subprocess.Popen:
+    """``grokkit sweep`` on ``path`` with tests/ on its runs' PYTHONPATH (the Chaos callback)."""
+    argv = [sys.executable, "-m", "grokkit", "sweep", str(path), *options]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True} | kwargs
+    return subprocess.Popen(argv, cwd=path.parent, env=ENV_CHAOS, **output)
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -94,18 +104,10 @@ def test_a_chaotic_sweep_is_recorded_and_its_rerun_retries_only_what_did_not_com
 ):
     hold = tmp_path / "hold"
     hold.touch()
-    path = chaos_sweep(tmp_path, hold)
+    path = chaos_sweep(tmp_path, hold, list(LR.values()))
     name = dict(zip(LR, (run.name for run in expand(load_sweep(path))), strict=True))
     out = tmp_path / "runs" / "chaos"
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(TESTS), ENV.get("PYTHONPATH", "")])}
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "grokkit", "sweep", str(path), "--workers", "4"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    sweep = start_sweep(path, "--workers", "4")
     try:
         held = Path(f"{hold}.{LR['killed']:g}")
         wait_for(held.exists, sweep, "the run to kill to train past step 50")
@@ -119,9 +121,10 @@ def test_a_chaotic_sweep_is_recorded_and_its_rerun_retries_only_what_did_not_com
         wait_for(all_but_one_ended, sweep, "every run but the held one to end")
         sweep.send_signal(signal.SIGTERM)
         output, _ = sweep.communicate(timeout=120)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
+    except BaseException:
+        sweep.kill()
+        hold.unlink()  # so that a held run, orphaned, goes on to its end
+        raise
     assert sweep.returncode == 130, output
 
     # First invocation: each way of ending recorded as what it is.
@@ -150,7 +153,7 @@ def test_a_chaotic_sweep_is_recorded_and_its_rerun_retries_only_what_did_not_com
     # one, and restarts the failed one afresh (its old directory set aside), which fails again:
     # exit 1.
     hold.unlink()
-    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])
+    monkeypatch.setenv("PYTHONPATH", ENV_CHAOS["PYTHONPATH"])
     assert main(["sweep", str(path), "--workers", "3"]) == 1
     assert "4 runs, 1 already done, 3 to run" in capsys.readouterr().out
     final = records(out)
@@ -177,3 +180,34 @@ def test_a_chaotic_sweep_is_recorded_and_its_rerun_retries_only_what_did_not_com
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
         [*name.values(), f"{name['raises']}.attempt-1", "claims", "logs"]
     )  # no run trained twice into a "-2" directory
+
+
+@pytest.mark.slow
+def test_a_run_that_outlives_its_killed_executor_is_waited_for_not_trained_again(tmp_path):
+    """SIGKILL the executor while its run trains: the run goes on (its own session) and keeps
+    its claim, so a second executor waits for it and records its outcome without a second fit."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    path = chaos_sweep(tmp_path, hold, [LR["killed"]])
+    out = tmp_path / "runs" / "chaos"
+    second_out = tmp_path / "second.out"
+
+    def second_waits() -> bool:
+        return "waiting for 1 run(s)" in second_out.read_text()
+
+    first = start_sweep(path)
+    try:
+        wait_for(Path(f"{hold}.{LR['killed']:g}").exists, first, "the run to train past step 50")
+        first.kill()
+        first.communicate(timeout=60)
+        with open(second_out, "w") as log:
+            second = start_sweep(path, stdout=log)
+            wait_for(second_waits, second, "the second executor to wait for the run")
+    finally:
+        hold.unlink()
+    assert second.wait(timeout=120) == 0
+    output = second_out.read_text()
+    (run,) = records(out)
+    assert "completed (by another grokkit sweep)" in output and "1 completed" in output, output
+    assert (records(out)[run]["status"], records(out)[run]["attempts"]) == ("completed", 1)
+    assert len(fits_started(out, run)) == 1
