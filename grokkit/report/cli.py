@@ -3,13 +3,13 @@
 from pathlib import Path
 from typing import Any
 
-from grokkit.console import error, warning
+from grokkit.console import error, one_line, warning
 from grokkit.errors import ConfigError
 from grokkit.outcome import EXIT_CODES
 from grokkit.report.check import read_manifest, run_problem
 from grokkit.report.curves import plot_run
 from grokkit.report.sweep import report_sweep
-from grokkit.rundir import METRICS, read_summary
+from grokkit.rundir import CURVES, METRICS, read_summary
 
 COLUMNS = ["status", "steps", "memorization_step", "grokking_step", "train/acc", "test/acc"]
 USAGE = """usage: grokkit report PATH
@@ -63,6 +63,8 @@ def _report_run(path: Path, problem: str | None) -> int:
 def _report_sweep(path: Path, runs: list[Path], problems: dict[Path, str]) -> int:
     """A sweep (or any folder of runs): every readable run directory reported, each unreadable
     one skipped with a warning line, a damaged sweep.json ignored with one."""
+    for problem in problems.values():
+        warning(f"skipped run directory: {problem}")
     try:
         records: dict[str, Any] = read_manifest(path)
     except ConfigError as exc:
@@ -71,12 +73,14 @@ def _report_sweep(path: Path, runs: list[Path], problems: dict[Path, str]) -> in
             return EXIT_CODES["bad_input"]
         warning(f"{exc}; reporting the run directories alone")
         records = {}
-    for problem in problems.values():
-        warning(f"skipped run directory: {problem}")
-    if not runs and not records:
+    skipped = {str(run.relative_to(path)) for run in problems}
+    if not runs and not set(records) - skipped:
         error(f"no readable run directory at {path} ({len(problems)} skipped)")
         return EXIT_CODES["bad_input"]
     for run in runs:
-        plot_run(run)
+        try:  # a figure that cannot be drawn costs that figure, not the sweep's report
+            plot_run(run)
+        except Exception as exc:  # noqa: BLE001
+            warning(f"{run / CURVES} not drawn ({type(exc).__name__}: {one_line(exc)})")
     print(report_sweep(path, runs, records, skipped=problems))
     return EXIT_CODES["completed"]

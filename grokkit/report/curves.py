@@ -106,6 +106,8 @@ def plot_run(run_dir: Path) -> Path:
     log_clock = "log10_time" in cols  # loss-normalized runs: t spans hundreds of decades
     x_all = log10_one_plus_t(cols["log10_time"]) if log_clock else cols["time"]
     keep = x_all > 0  # a log axis cannot show t = 0
+    log_x = bool(keep.any())  # else only the initialization's row: drawn on a linear axis
+    keep = keep if log_x else np.ones_like(keep)
     x = x_all[keep]
     panels = [("acc", "accuracy")] if "train/acc" in cols else []
     panels.append(("loss", "loss"))
@@ -149,7 +151,7 @@ def plot_run(run_dir: Path) -> Path:
                     lw=1,
                     label=f"{name} (test)",
                 )
-        ax.set_xscale("log")
+        ax.set_xscale("log" if log_x else "linear")
         if metric == "loss":
             ax.set_yscale("log")
         ax.set_xlabel(x_label)
@@ -163,7 +165,7 @@ def plot_run(run_dir: Path) -> Path:
         ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=8, loc="best")
     for ax, group in zip(axes[1] if extra else [], extra, strict=False):
         _plot_group(ax, group, cols, keep, x, references)
-        ax.set_xscale("log")
+        ax.set_xscale("log" if log_x else "linear")
         ax.set_xlabel(x_label)
         mark_phases(ax)
         ax.legend(fontsize=8, loc="best")
