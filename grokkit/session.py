@@ -24,7 +24,7 @@ from grokkit.report import plot_run
 from grokkit.rundir import METRICS, MetricsCSVLogger, choose_run_dir, write_config, write_summary
 from grokkit.signals import on_stop_signals, signal_name
 from grokkit.task import GrokTask
-from grokkit.wandb_setup import WandbSettings, make_wandb_logger
+from grokkit.wandb_setup import WandbSettings, finish_wandb_run, make_wandb_logger
 
 CHECKPOINT_EVERY = 60.0  # seconds of lost work at most after a SIGKILL (``--checkpoint_every``)
 CHEAP_SAVE_SHARE = 0.01  # between those, save at an evaluation point if it costs ≤ 1% of the time
@@ -161,7 +161,9 @@ class FitSession:
             *self.trainer.loggers,
             MetricsCSVLogger(self.run_dir, resume_step=resume_step),
         ]
-        self.wandb_logger = make_wandb_logger(self.wandb, self.run_dir, self.config)
+        self.wandb_logger = make_wandb_logger(
+            self.wandb, self.run_dir, self.config, self.task.hparams.weight_decay
+        )
         if self.wandb_logger is not None:
             loggers.append(self.wandb_logger)
         self.trainer.loggers = loggers
@@ -213,10 +215,12 @@ class FitSession:
         return summary
 
     def _finish_wandb(self, summary: dict[str, Any], status: str) -> None:
-        # W&B has no null: a phase not reached is simply absent from its summary.
-        flat = {k: v for k, v in summary.items() if v is not None and not isinstance(v, dict)}
-        flat.update({f"thresholds/{k}": v for k, v in summary["thresholds"].items()})
-        for name, metrics in summary.get("references", {}).items():
-            flat.update({f"references/{name}/{k}": v for k, v in metrics.items()})
-        self.wandb_logger.experiment.summary.update(flat)
-        self.wandb_logger.experiment.finish(exit_code=EXIT_CODES[status])
+        assert self.run_dir is not None
+        finish_wandb_run(
+            self.wandb_logger.experiment,
+            summary,
+            EXIT_CODES[status],
+            self.run_dir,
+            self.wandb,
+            self.task.hparams.weight_decay,
+        )

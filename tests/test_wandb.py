@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 import wandb
 from conftest import TINY
+from wandb_records import history, records
 
 from grokkit.cli import main
 from grokkit.wandb_setup import WandbSettings, resolve_mode
@@ -48,3 +50,55 @@ def test_mode_precedence(monkeypatch):
 def test_disabled_mode_writes_no_wandb_files():
     assert main(["fit", *TINY, "--run_dir=runs/off"]) == 0  # conftest sets WANDB_MODE=disabled
     assert not Path("runs/off/wandb").exists()
+
+
+def offline_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_w_and_b_rows_axes_censored_grokking_time_image_and_checkpoints(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["fit", *TINY, "--run_dir=runs/w"]) == 0
+    (path,) = offline_files(Path("runs/w"))
+    found = list(records(path))
+    rows = [h for h in history(path) if "train/loss" in h]
+    csv_steps = [line.split(",")[0] for line in Path("runs/w/metrics.csv").read_text().split()]
+    assert [row["_step"] for row in rows] == csv_steps[1:]
+    for row in rows:  # one step key: W&B's own (= the gradient step), no "step" or "time"
+        assert "step" not in row and "time" not in row
+        assert row["_step"] == row["trainer/global_step"]
+        assert float(row["lambda_t"]) == pytest.approx(0.01 * float(row["flow_time"]))
+    axes = {r.metric.name for r in found if r.WhichOneof("record_type") == "metric"}
+    assert {"flow_time", "lambda_t"} <= axes
+    summary: dict[str, str] = {}
+    for r in found:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({item.key: item.value_json for item in r.summary.update})
+    # never grokked: censored at the final flow time, and said so
+    assert summary["grokked"] == "false" and summary["grokking_time"] == summary["flow_time"]
+    assert any(key.startswith("curves/") for key in rows[-1])  # the image, at the last row
+    (artifact,) = [r.artifact for r in found if r.WhichOneof("record_type") == "artifact"]
+    assert artifact.type == "model"
+    assert {"last.ckpt", "memorization.ckpt"} <= {e.path for e in artifact.manifest.contents}
+
+
+def test_a_resumed_offline_run_continues_its_history_steps(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [*TINY, "--run_dir=runs/w", "--wandb.log_files=false"]
+    assert main(["fit", *args]) == 0
+    assert main(["fit", *args, "--ckpt_path=last", "--trainer.max_steps=120"]) == 0
+    first, second = offline_files(Path("runs/w"))
+    steps = [int(h["_step"]) for h in history(second)]
+    assert steps[0] > 60 and steps == sorted(steps) and steps[-1] == 120
+    assert max(int(h["_step"]) for h in history(first)) == 60
+
+
+def test_a_self_hosted_server_key_counts_as_configured(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(Path.cwd()))
+    netrc = Path(".netrc")
+    netrc.write_text(f"machine wandb.example.org\n  login user\n  password {'k' * 40}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert resolve_mode(WandbSettings()) == "online"
