@@ -109,7 +109,7 @@ def test_the_adaptive_integrator_stopped_mid_chunk_resumes_exactly(monkeypatch, 
 
 @pytest.mark.parametrize("rows_before_kill", [2, 25])
 def test_a_run_killed_at_any_moment_continues_with_ckpt_path_last(rows_before_kill):
-    args = [*SMALL_E1, "--trainer.max_steps=1500"]
+    args = [*SMALL_E1, "--trainer.max_steps=800"]
     assert main(["fit", *args, "--run_dir=runs/straight"]) == 0
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "grokkit", "fit", *args, "--run_dir=runs/killed"]

@@ -127,13 +127,13 @@ def test_restarted_run_keeps_the_old_attempt(tmp_path):
 
 
 def tiny_sweep(directory: Path, name: str) -> Path:
-    """Four runs (α × λ) of a tiny E1 without callbacks: the executors are under test."""
+    """Two runs (two λ) of a tiny E1 without callbacks: the executors are under test."""
     command = ["grokkit", "fit", *TINY, "--trainer.callbacks=[]", "${args}"]
     sweep = {
         "name": name,
         "method": "grid",
         "parameters": {
-            "model.alpha": {"values": [16, 256]},
+            "model.alpha": {"values": [16]},
             "model.weight_decay": {"values": [0.05, 0.1]},
         },
         "command": command,
@@ -164,13 +164,13 @@ def test_two_executors_started_at_once_share_the_runs(tmp_path):
     assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
     out = tmp_path / "runs" / "twice"
     records = manifest(out)
-    assert len(records) == 4
+    assert len(records) == 2
     assert {(r["status"], r["attempts"]) for r in records.values()} == {("completed", 1)}
     assert {name: fits_started(out, name) for name in records} == dict.fromkeys(records, 1)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
         [*records, "claims", "logs"]
     )
-    assert all("4 completed" in output for output in outputs), outputs
+    assert all("2 completed" in output for output in outputs), outputs
 
 
 def test_a_claimed_run_is_left_to_its_holder_and_taken_over_once_it_is_gone(tmp_path):
