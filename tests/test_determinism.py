@@ -57,7 +57,7 @@ CASES = {
         "--model.net.init_args.width=256",
         "--model.lr_warmup_steps=10",
         "--model.eval_points=10",
-        "--trainer.max_steps=30",
+        "--trainer.max_steps=60",
         callbacks(NTK, FOURIER),
     ],
     "transformer": [
