@@ -25,6 +25,19 @@ def count_optimizer_steps(trainer: pl.Trainer, n: int) -> None:
         tracker.completed += n
 
 
+def publish_row(trainer: pl.Trainer, row: dict[str, float]) -> None:
+    """Put an evaluation row into ``trainer.callback_metrics`` (float64 tensors), where
+    ``self.log`` would put it, for EarlyStopping, ModelCheckpoint(monitor=...) and notebooks.
+
+    ``self.log_dict`` costs milliseconds per row (measured 4-6 ms for a 10-column row: its
+    result collection is processed after every Lightning step), which is several percent of a
+    small model's run; ``trainer.callback_metrics`` is the connector's own dict, updated here.
+    """
+    trainer.callback_metrics.update(
+        {key: torch.tensor(value, dtype=torch.float64) for key, value in row.items()}
+    )
+
+
 def run_early_stopping(trainer: pl.Trainer) -> bool:
     """Let each ``EarlyStopping`` check the row just logged; True if one stopped the run.
 

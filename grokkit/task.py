@@ -14,7 +14,7 @@ from grokkit.console import say
 from grokkit.data.full_batch import Batch
 from grokkit.errors import require
 from grokkit.integrators import AdaptiveFlow, IntegrationError
-from grokkit.lightning_adapter import count_optimizer_steps, run_early_stopping
+from grokkit.lightning_adapter import count_optimizer_steps, publish_row, run_early_stopping
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
 from grokkit.schedule import EvalSchedule, FlowSchedule, gd_flow_time, warmup_lr
@@ -388,7 +388,7 @@ class GrokTask(pl.LightningModule):
 
     def record(self, batch: Batch) -> None:
         """Evaluate, let evaluation callbacks add columns, then send the row to every logger
-        (the run directory's, W&B and any the user configured) and, through ``self.log``, to
+        (the run directory's, W&B and any the user configured) and to
         ``trainer.callback_metrics`` (so EarlyStopping and ModelCheckpoint can monitor it)."""
         row = self.evaluate(batch)
         # time may overflow to inf by design (loss-normalized runs); log10_time starts at −inf
@@ -400,7 +400,7 @@ class GrokTask(pl.LightningModule):
                 callback.on_evaluation(self.trainer, self, batch, row)
         for logger in self.loggers:
             logger.log_metrics(row, step=self.global_step)
-        self.log_dict(row, logger=False, on_step=True, on_epoch=False, batch_size=1)
+        publish_row(self.trainer, row)
         self.last_row = row
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

@@ -3,9 +3,15 @@ changes it fails here, not in a user's run."""
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader, TensorDataset
 
-from grokkit.lightning_adapter import checkpoint_global_step, count_optimizer_steps
+from grokkit.lightning_adapter import (
+    checkpoint_global_step,
+    count_optimizer_steps,
+    publish_row,
+    run_early_stopping,
+)
 
 CHUNK = 5  # raw optimizer steps per Lightning training step, as GrokTask's chunks
 
@@ -70,3 +76,30 @@ def test_checkpoint_keeps_the_counted_steps_and_resume_restores_them(tmp_path):
     trainer.fit(resumed, ckpt_path=path)
     assert resumed.seen_global_steps == [10, 15]  # continues from the checkpoint's step
     assert trainer.global_step == 4 * CHUNK
+
+
+class PublishingModule(ChunkedModule):
+    """Publishes a row per training step, as GrokTask does at its evaluation points, and lets
+    each EarlyStopping check it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_by_early_stopping = False
+
+    def training_step(self, batch, batch_idx):
+        super().training_step(batch, batch_idx)
+        publish_row(self.trainer, {"score": float(self.global_step), "step": self.global_step})
+        self.stopped_by_early_stopping = run_early_stopping(self.trainer)
+
+
+def test_a_published_row_stays_in_callback_metrics_and_early_stopping_sees_it(tmp_path):
+    module = PublishingModule()
+    trainer = _trainer(tmp_path, max_steps=20 * CHUNK)
+    stop = EarlyStopping(monitor="score", mode="max", stopping_threshold=15, patience=10**6)
+    trainer.callbacks.append(stop)
+    trainer.fit(module)
+    # the adapter's check stopped it once a row reached 15 (this toy's one-batch epochs may
+    # run one more before Lightning acts on should_stop), long before max_steps
+    assert module.stopped_by_early_stopping and 3 * CHUNK <= trainer.global_step <= 4 * CHUNK
+    assert trainer.callback_metrics["score"].item() == trainer.global_step  # the last row
+    assert trainer.callback_metrics["score"].dtype == torch.float64
