@@ -4,6 +4,7 @@ prints the commands, bad input is one line, and panels and table are drawn from 
 
 import json
 import math
+import re
 import signal
 import sys
 import threading
@@ -156,7 +157,8 @@ def test_run_makes_missing_runs_skips_finished_ones_and_records_wall_time(tmp_pa
     manifest = FigureMaker(["1a"], out, runs).manifest
     assert manifest["e5_matrix_completion"]["exit_code"] == 0
     assert manifest["e5_matrix_completion"]["seconds"] >= 0
-    assert "| 3 | e5_matrix_completion | completed | 0 s |" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()  # (the stand-in run's wall time: 0 s, 1 s if slow)
+    assert re.search(r"\| 3 \| e5_matrix_completion \| completed \| \d+ s \|", table)
     launched.clear()
     assert main(["figures", "--only", "3", "--runs", str(runs), "--out", str(out)]) == 0
     assert launched == []
