@@ -107,7 +107,12 @@ def test_the_adaptive_integrator_stopped_mid_chunk_resumes_exactly(monkeypatch, 
     assert stopped == straight
 
 
-@pytest.mark.parametrize("rows_before_kill", [2, 25])
+@pytest.mark.parametrize(
+    "rows_before_kill",
+    # the early kill, often before the first checkpoint, is slow-marked: a run with no
+    # checkpoint starting over is also test_ckpt_path_last_without_a_checkpoint_...
+    [pytest.param(2, marks=pytest.mark.slow), 25],
+)
 def test_a_run_killed_at_any_moment_continues_with_ckpt_path_last(rows_before_kill):
     args = [*SMALL_E1, "--trainer.max_steps=800"]
     assert main(["fit", *args, "--run_dir=runs/straight"]) == 0

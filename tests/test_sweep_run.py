@@ -66,6 +66,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path):
     assert "1 completed, 1 failed" in result.stdout
 
 
+@pytest.mark.slow  # (tests/test_sweep_chaos.py stops and resumes a sweep in the default suite)
 def test_interrupted_sweep_resumes_only_the_rest(tmp_path):
     """Ctrl-C while the second run trains: it checkpoints and the sweep exits 130; the rerun
     skips the first run, resumes the second from its checkpoint and runs the third."""
