@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_E1
 
+import grokkit.session
 from grokkit.cli import main
 from grokkit.lightning_cli import make_cli
 
@@ -32,6 +33,12 @@ trainer:
         dirpath: best
         filename: "best-{step}"
 """
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """curves.png is not under test here, and drawing it is most of a small run's time."""
+    monkeypatch.setattr(grokkit.session, "plot_run", lambda run_dir: None)
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

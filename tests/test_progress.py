@@ -7,9 +7,16 @@ import lightning.pytorch  # noqa: F401  (imported here, its log handler binds th
 import pytest
 from conftest import TINY
 
+import grokkit.session
 from grokkit.cli import main
 
 STEPS = ["--trainer.max_steps=300"]
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """curves.png is not under test here, and drawing it is most of a small run's time."""
+    monkeypatch.setattr(grokkit.session, "plot_run", lambda run_dir: None)
 
 
 def test_the_progress_bar_counts_gradient_steps_with_flow_time_and_accuracy(capsys):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICKSTART, REPO, SMALL_E1, TINY
 
+import grokkit.session
 from grokkit.cli import main
 from grokkit.integrators import AdaptiveFlow
 from grokkit.schedule import EvalSchedule
@@ -36,6 +37,12 @@ E3_SMALL = [
     "{class_path: grokkit.callbacks.NormalizedMargin}]",
 ]
 ADAPTIVE = [*E1_ALL, "--model.integrator=adaptive", "--model.rtol=1e-2"]
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """curves.png is not under test here, and drawing it is most of a small run's time."""
+    monkeypatch.setattr(grokkit.session, "plot_run", lambda run_dir: None)
 
 
 def files(run_dir: Path) -> dict[str, bytes]:

@@ -9,11 +9,18 @@ import pytest
 import torch
 from conftest import SMALL_E1
 
+import grokkit.session
 from grokkit.callbacks import list_snapshots
 from grokkit.cli import main
 from grokkit.lightning_cli import make_cli
 
 RUN = Path("runs/traj")
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """curves.png is not under test here, and drawing it is most of a small run's time."""
+    monkeypatch.setattr(grokkit.session, "plot_run", lambda run_dir: None)
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
