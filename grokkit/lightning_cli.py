@@ -215,17 +215,12 @@ class GrokkitCLI(LightningCLI):
             return self._parser("fit").dump(saved, skip_none=False)
 
         # before anything is written into the run directory this fit would continue
+        owner = checkpoint_run_dir(ckpt_path) if ckpt_path is not None else None
+        target = owner or requested_run_dir(config.run_dir, self.default_name)
         if ckpt_path is not None:
             check_checkpoint_matches(Path(ckpt_path), model)
-        if ckpt_path is not None or self.continue_run:
-            run_dir = checkpoint_run_dir(ckpt_path) if ckpt_path else None
-            run_dir = run_dir or requested_run_dir(config.run_dir, self.default_name)
-            if ckpt_path is None or checkpoint_run_dir(ckpt_path) is not None:
-                check_continuable(run_dir, yaml.safe_load(dump_config(Path("."))))
-
-        target = (checkpoint_run_dir(ckpt_path) if ckpt_path else None) or requested_run_dir(
-            config.run_dir, self.default_name
-        )
+        if owner is not None or (ckpt_path is None and self.continue_run):
+            check_continuable(target, yaml.safe_load(dump_config(Path("."))))
         check_run_dir(target)
         check_against_data(model, datamodule, self.trainer.callbacks)
         self.exit_code = FitSession(
