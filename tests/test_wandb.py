@@ -53,6 +53,10 @@ def test_disabled_mode_writes_no_wandb_files():
 
 
 def offline_files(run_dir: Path) -> list[Path]:
+    """The run files, whole: ``run.finish()`` returns before wandb's service has closed the
+    run's file (its last partial 32 KiB block is written then), so wait for the service to
+    shut down first, as a process exiting does."""
+    wandb.teardown()
     return sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
 
 
