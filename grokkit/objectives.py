@@ -16,15 +16,26 @@ def logistic_loss(out: Tensor, y: Tensor) -> Tensor:
     return F.softplus(-y * out).mean()
 
 
-def binary_accuracy(out: Tensor, y: Tensor) -> Tensor:
-    """Fraction with y·f > 0; a tie (y·f = 0, e.g. every sample at a zero-output init) counts ½."""
+def binary_hits(out: Tensor, y: Tensor) -> Tensor:
+    """Per sample: 1 where y·f > 0, ½ at a tie (y·f = 0, e.g. every sample at a zero-output
+    init), 0 otherwise (float32)."""
     margin = y * out
-    return ((margin > 0).float() + 0.5 * (margin == 0).float()).mean()
+    return (margin > 0).float() + 0.5 * (margin == 0).float()
+
+
+def binary_accuracy(out: Tensor, y: Tensor) -> Tensor:
+    """Fraction with y·f > 0; a tie counts ½ (the mean of ``binary_hits``)."""
+    return binary_hits(out, y).mean()
+
+
+def multiclass_hits(out: Tensor, y: Tensor) -> Tensor:
+    """Per sample: 1 where the arg-max logit is the label, else 0 (float32)."""
+    return (out.argmax(dim=-1) == y).float()
 
 
 def multiclass_accuracy(out: Tensor, y: Tensor) -> Tensor:
     """Micro-averaged accuracy of the arg-max logit (what grokking papers report)."""
-    return (out.argmax(dim=-1) == y).float().mean()
+    return multiclass_hits(out, y).mean()
 
 
 def mse_loss(out: Tensor, y: Tensor) -> Tensor:
@@ -69,14 +80,20 @@ def log_mse_onehot(out: Tensor, y: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Objective:
+    """``loss`` and ``log_loss`` are means over the samples (and, for ``mse_onehot``, the
+    classes); ``accuracy`` is the mean of ``hits``, the per-sample scores."""
+
     loss: Callable[[Tensor, Tensor], Tensor]
     accuracy: Callable[[Tensor, Tensor], Tensor] | None
     log_loss: Callable[[Tensor, Tensor], Tensor]
+    hits: Callable[[Tensor, Tensor], Tensor] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "logistic": Objective(logistic_loss, binary_accuracy, log_logistic_loss),
-    "cross_entropy": Objective(F.cross_entropy, multiclass_accuracy, log_cross_entropy),
+    "logistic": Objective(logistic_loss, binary_accuracy, log_logistic_loss, binary_hits),
+    "cross_entropy": Objective(
+        F.cross_entropy, multiclass_accuracy, log_cross_entropy, multiclass_hits
+    ),
     "mse": Objective(mse_loss, None, log_mse),
-    "mse_onehot": Objective(mse_onehot_loss, multiclass_accuracy, log_mse_onehot),
+    "mse_onehot": Objective(mse_onehot_loss, multiclass_accuracy, log_mse_onehot, multiclass_hits),
 }
