@@ -15,6 +15,7 @@ from grokkit.data.full_batch import Batch
 from grokkit.errors import require
 from grokkit.integrators import AdaptiveFlow, IntegrationError
 from grokkit.lightning_adapter import count_optimizer_steps, publish_row, run_early_stopping
+from grokkit.metrics import SplitMetrics
 from grokkit.models.base import HomogeneousNet
 from grokkit.objectives import OBJECTIVES
 from grokkit.schedule import EvalSchedule, FlowSchedule, gd_flow_time, warmup_lr
@@ -55,6 +56,8 @@ class GrokTask(pl.LightningModule):
         eval_points: number of log-spaced evaluation points (plus the initialization): steps
             in [1, max_steps] for ``gd``; for ``adaptive``, flow times from the t of gd's first
             step (``lr``, or ``lr_warmup_start`` with a warm-up) to the horizon.
+        eval_batch_size: None to evaluate each split in one forward pass; otherwise in chunks
+            of this many samples, for evaluation sets too large for one pass (same values).
         integrator: "gd" (fixed-step gradient descent, the paper's algorithm) or "adaptive"
             (the gradient flow dθ/dt = −∇L − λθ integrated under error control, see
             ``grokkit.integrators``; full batch, ``sgd`` only; the warm-up keys do not apply).
@@ -79,6 +82,7 @@ class GrokTask(pl.LightningModule):
         lr_plain: float | None = None,
         batch_size: int | None = None,
         eval_points: int = 300,
+        eval_batch_size: int | None = None,
         integrator: Literal["gd", "adaptive"] = "gd",
         rtol: float = 1e-3,
         max_flow_time: float | None = None,
@@ -125,6 +129,10 @@ class GrokTask(pl.LightningModule):
             )
         require(eval_points >= 1, f"model.eval_points must be >= 1, got {eval_points}")
         require(
+            eval_batch_size is None or eval_batch_size >= 1,
+            f"model.eval_batch_size must be >= 1 (or null for whole splits), got {eval_batch_size}",
+        )
+        require(
             batch_size is None or batch_size >= 1,
             f"model.batch_size must be >= 1 (or null for full batch), got {batch_size}",
         )
@@ -148,6 +156,7 @@ class GrokTask(pl.LightningModule):
         self._timer: Timer | bool | None = None  # trainer.max_time's callback (False: none)
         self._log_loss_now: float | None = None  # log L at the integrator's point (normalized)
         self._log_loss_last = math.nan  # log L at the last gradient the closure computed
+        self._eval_metrics: dict[tuple[str, torch.device], SplitMetrics] = {}  # per split
 
     @property
     def alpha(self) -> float:
@@ -362,29 +371,49 @@ class GrokTask(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> dict[str, float]:
-        """step, time, {train,test}/loss, {train,test}/acc (classification), param_norm."""
+        """step, time, {train,test}/loss, {train,test}/acc (classification), param_norm; each
+        split through its metrics (``grokkit.metrics``), in chunks of ``eval_batch_size``."""
         for x, _ in batch.values():
             self.net.check_input(x)
-        outputs = {split: self.net(x) for split, (x, _) in batch.items()}
-        row: dict[str, float] = {"step": self.global_step, "time": self.flow_time}
-        for split, (_, y) in batch.items():
-            # float64, so that a loss below float32's range (confident late-phase margins) is
-            # still logged as a positive number rather than 0
-            y64 = y.double() if y.is_floating_point() else y
-            row[f"{split}/loss"] = self.objective.loss(outputs[split].double(), y64).item()
-        if self.objective.accuracy is not None:
-            for split, (_, y) in batch.items():
-                row[f"{split}/acc"] = self.objective.accuracy(outputs[split], y).item()
-        row["param_norm"] = torch.linalg.vector_norm(
+        values: dict[str, torch.Tensor] = {}
+        for split, (x, y) in batch.items():
+            values.update(self._evaluate_split(split, x, y))
+        values["param_norm"] = torch.linalg.vector_norm(
             torch.cat([p.detach().flatten() for p in self.parameters()])
-        ).item()
+        )
+        # one transfer (one device sync) for every value
+        numbers = torch.stack([v.double() for v in values.values()]).tolist()
+        value = dict(zip(values, numbers, strict=True))
+        row: dict[str, float] = {"step": self.global_step, "time": self.flow_time}
+        row.update((k, v) for k, v in value.items() if k.endswith("/loss"))
+        row.update((k, v) for k, v in value.items() if k.endswith("/acc"))
+        row["param_norm"] = value["param_norm"]
         if self.flow is not None:
             row["gradient_evaluations"] = self.gradient_evaluations
         if self.hparams.lr_normalize_by_loss:  # t and L past float64's range, as logarithms
             row["log10_time"] = self.log_flow_time / math.log(10)
-            x, y = batch["train"]
-            row["train/log_loss"] = self.objective.log_loss(outputs["train"], y).item()
+            row["train/log_loss"] = value["train/log_loss"]
         return row
+
+    def _evaluate_split(
+        self, split: str, x: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The split's metrics, its whole set in one forward pass or in chunks of
+        ``eval_batch_size`` samples (the metrics sum over chunks: the same values)."""
+        metrics = self._eval_metrics.get((split, x.device))
+        if metrics is None:  # made once, reused at every row
+            # log L of the train split for loss-normalized runs (t and L as logarithms)
+            log_loss = split == "train" and self.hparams.lr_normalize_by_loss
+            metrics = SplitMetrics(split, self.objective, log_loss).to(x.device)
+            self._eval_metrics[(split, x.device)] = metrics
+        metrics.reset()
+        size = self.hparams.eval_batch_size
+        if size is None or size >= len(y):
+            metrics.update(self.net(x), y)
+        else:
+            for start in range(0, len(y), size):
+                metrics.update(self.net(x[start : start + size]), y[start : start + size])
+        return metrics.compute()
 
     def record(self, batch: Batch) -> None:
         """Evaluate, let evaluation callbacks add columns, then send the row to every logger

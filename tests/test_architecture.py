@@ -12,7 +12,7 @@ PACKAGE = Path(grokkit.__file__).parent
 LAYERS = [
     ["errors", "console", "outcome", "signals", "schedule", "objectives", "theory"],
     ["integrators"],
-    ["lightning_adapter", "wandb_setup", "data", "models", "ntk", "rundir"],
+    ["lightning_adapter", "wandb_setup", "data", "models", "ntk", "rundir", "metrics"],
     ["callbacks"],
     ["task"],
     ["report"],

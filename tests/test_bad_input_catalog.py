@@ -145,6 +145,9 @@ CATALOG = [
     Case("p-below-2", ["fit", "--config", E3, "--data.p=1", "--model.net.init_args.p=1"], ".p"),
     Case("batch-size-above-data", ["fit", *TINY, "--model.batch_size=257"], "model.batch_size"),
     Case(
+        "eval-batch-size-zero", ["fit", *TINY, "--model.eval_batch_size=0"], "model.eval_batch_size"
+    ),
+    Case(
         "ntk-probe-size-zero",
         ["fit", *TINY, "--config", "ntk.yaml"],
         "probe_size",
