@@ -60,6 +60,10 @@ def _run_command(argv: list[str] | None) -> int:
         from grokkit.figures import figures_main
 
         return figures_main(rest)
+    if command == "ensemble":  # internal: the members of a vectorized sweep's batch
+        from grokkit.ensemble import ensemble_main
+
+        return ensemble_main(rest)
     if command in ("sweep", "agent"):
         from grokkit.sweep.cli import agent_main, sweep_main
 

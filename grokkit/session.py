@@ -7,6 +7,7 @@ curves.png and the W&B summary.
 """
 
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from grokkit.wandb_setup import WandbSettings, finish_wandb_run, make_wandb_logg
 
 CHECKPOINT_EVERY = 60.0  # seconds of lost work at most after a SIGKILL (``--checkpoint_every``)
 CHEAP_SAVE_SHARE = 0.01  # between those, save at an evaluation point if it costs ≤ 1% of the time
+PLOT_LOCK = threading.Lock()
 
 
 class PeriodicCheckpoint(pl.Callback):
@@ -191,7 +193,8 @@ class FitSession:
         summary = self._summary(status)
         write_summary(run_dir, summary)
         if (run_dir / METRICS).exists():
-            plot_run(run_dir)
+            with PLOT_LOCK:  # pyplot is not thread-safe (the runs of an ensemble are threads)
+                plot_run(run_dir)
         if self.wandb_logger is not None:
             self._finish_wandb(summary, status)
         say(f"{status} after {summary['steps']} steps; results in {run_dir}")

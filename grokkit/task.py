@@ -12,6 +12,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from grokkit.callbacks.base import EvaluationCallback
 from grokkit.console import say
 from grokkit.data.full_batch import Batch
+from grokkit.ensemble import current_batcher
 from grokkit.errors import require
 from grokkit.integrators import AdaptiveFlow, IntegrationError
 from grokkit.lightning_adapter import count_optimizer_steps, publish_row, run_early_stopping
@@ -262,6 +263,9 @@ class GrokTask(pl.LightningModule):
         x, y = batch["train"]
         lr, warmup_steps = self.hparams.lr, self.hparams.lr_warmup_steps
         step = start
+        batcher = current_batcher()  # a member of an ensemble: steps stacked with the others'
+        if batcher is not None:
+            step = batcher.run_chunk(self, x, y, start, stop)  # (start: it steps alone below)
         horizon = self.hparams.max_flow_time  # (t itself may be inf: loss-normalized runs)
         while step < stop and not (self.stop_requested or self.time_budget_spent()):
             if horizon is not None and self.flow_time >= horizon:

@@ -79,6 +79,8 @@ def make_wandb_logger(
         return None
     from lightning.pytorch.loggers import WandbLogger  # slow import: only when used
 
+    from grokkit.ensemble import in_ensemble
+
     class GrokkitWandbLogger(WandbLogger):
         """Rows at W&B step = gradient step (so a resumed run, offline too, continues its
         history where its checkpoint was, not at 0), with flow time and λt as x-axes."""
@@ -113,6 +115,8 @@ def make_wandb_logger(
         resume="allow",
         mode=mode,
         config=config,
+        # the members of an ensemble (grokkit.ensemble) are W&B runs of one process, side by side
+        **({"reinit": "create_new"} if in_ensemble() else {}),
     )
 
 

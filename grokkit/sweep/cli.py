@@ -57,6 +57,17 @@ def sweep_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random method's sampling seed")
     parser.add_argument("--out", default=None, help="sweep directory (default runs/<name>)")
     parser.add_argument(
+        "--vectorize",
+        type=_positive,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="K",
+        help="train compatible runs (same data and net, differing in alpha, lambda, eta, seeds) "
+        "K at a time as one batched computation in one process (default K: as many as fit in "
+        "memory); one batch per worker",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="check every run and print the commands, train nothing",
@@ -85,7 +96,14 @@ def sweep_main(argv: list[str]) -> int:
         say(f"{len(runs)} runs checked; nothing trained (--dry-run)", who="grokkit sweep")
         return EXIT_CODES["completed"]
     workers = args.workers or max(1, len(args.gpus))
-    return SweepExecutor(spec, runs, out, workers=workers, gpus=args.gpus).run()
+    batches = None
+    if args.vectorize is not None:
+        from grokkit.sweep.vectorize import plan_batches
+
+        limit = args.vectorize or None
+        batches = plan_batches(spec, runs, limit, workers, gpu=bool(args.gpus))
+    executor = SweepExecutor(spec, runs, out, workers=workers, gpus=args.gpus, batches=batches)
+    return executor.run()
 
 
 def agent_main(argv: list[str]) -> int:

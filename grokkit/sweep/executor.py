@@ -110,11 +110,12 @@ class RunRecord:
 
 @dataclass
 class _Active:
-    record: RunRecord
+    records: list[RunRecord]  # one run, or the members of a batch (--vectorize)
     process: subprocess.Popen
     worker: int
     started: float
     log: Any
+    result: Path | None = None  # a batch's members' exit codes (grokkit ensemble)
     signals_sent: int = 0
 
 
@@ -128,9 +129,12 @@ class SweepExecutor:
         out: Path,
         workers: int = 1,
         gpus: list[str] | None = None,
+        batches: list[list[SweepRun]] | None = None,
     ) -> None:
         self.spec, self.runs, self.out = spec, runs, out
         self.workers, self.gpus = workers, gpus or []
+        # --vectorize: the runs in batches, each batch one process (grokkit.sweep.vectorize)
+        self.batches = batches or [[run] for run in runs]
         self.records = {run.name: RunRecord(run.name, run.params) for run in runs}
         self.claims: dict[str, IO[str]] = {}  # the runs this executor holds
         self.attempts_at_start: dict[str, int] = {}
@@ -245,34 +249,49 @@ class SweepExecutor:
             k += 1
         run_dir.rename(run_dir.with_name(f"{run_dir.name}.attempt-{k}"))
 
-    def _start(self, run: SweepRun, worker: int) -> _Active:
-        record = self.records[run.name]
-        record.command = self._command(run)
-        record.status, record.attempts = "running", record.attempts + 1
+    def _start(self, runs: list[SweepRun], worker: int) -> _Active:
+        records = [self.records[run.name] for run in runs]
         env = worker_env(worker, self.workers, self.gpus, dict(os.environ))
-        record.gpu = env.get("CUDA_VISIBLE_DEVICES") if self.gpus else None
         (self.out / "logs").mkdir(exist_ok=True)
-        log = open(self.out / "logs" / f"{run.name}.log", "a")  # noqa: SIM115 (closed in _finish)
-        log.write(f"$ {' '.join(record.command)}\n")
+        for run, record in zip(runs, records, strict=True):
+            record.command = self._command(run)
+            record.status, record.attempts = "running", record.attempts + 1
+            record.gpu = env.get("CUDA_VISIBLE_DEVICES") if self.gpus else None
+        command, result = records[0].command, None
+        name = runs[0].name
+        if len(runs) > 1:  # one process for the batch; each member's command runs it alone
+            name = f"batch-{runs[0].name}+{len(runs) - 1}"
+            command, result = ensemble_command(self.out, name, records)
+            for record in records:
+                with open(self.out / "logs" / f"{record.name}.log", "a") as member_log:
+                    member_log.write(f"$ {' '.join(record.command)}  (in {name})\n")
+        log = open(self.out / "logs" / f"{name}.log", "a")  # noqa: SIM115 (closed in _finish)
+        log.write(f"$ {' '.join(command)}\n")
         log.flush()
         # Own session: a terminal Ctrl-C reaches only the executor, which forwards one SIGTERM.
         # The run inherits the claim: it stays claimed while the run lives, even if we die.
         process = subprocess.Popen(
-            record.command,
+            command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            pass_fds=(self.claims[run.name].fileno(),),
+            pass_fds=tuple(self.claims[run.name].fileno() for run in runs),
         )
-        return _Active(record, process, worker, time.monotonic(), log)
+        return _Active(records, process, worker, time.monotonic(), log, result)
 
     def _finish(self, active: _Active, code: int) -> None:
-        """Record how the run ended (a run killed by a signal: interrupted, see outcome)."""
+        """Record how each run ended (a run killed by a signal: interrupted, see outcome); a
+        batch's members each by their own exit code, when the batch process wrote them."""
         active.log.close()
-        record = active.record
-        record.exit_code, record.seconds = code, round(time.monotonic() - active.started, 1)
-        record.status = status_of_run(code, read_summary(self.out / record.name).get("status"))
+        codes = [code] * len(active.records)
+        if active.result is not None and active.result.is_file():
+            codes = json.loads(active.result.read_text())["exit_codes"]
+        for record, member_code in zip(active.records, codes, strict=True):
+            record.exit_code = member_code
+            record.seconds = round(time.monotonic() - active.started, 1)
+            summary = read_summary(self.out / record.name).get("status")
+            record.status = status_of_run(member_code, summary)
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -280,11 +299,17 @@ class SweepExecutor:
         if any run failed, else completed (0) (a diverged run is an outcome, in the tally)."""
         self.out.mkdir(parents=True, exist_ok=True)
         self._load_previous()
-        todo = [r for r in self.runs if self.records[r.name].status not in FINAL]
-        done_before = len(self.runs) - len(todo)
+        todo = [
+            [r for r in batch if self.records[r.name].status not in FINAL] for batch in self.batches
+        ]
+        todo = [batch for batch in todo if batch]
+        done_before = len(self.runs) - sum(map(len, todo))
+        batched = len(todo) < sum(map(len, todo))
         say(
             f"{len(self.runs)} runs, {done_before} already done, "
-            f"{len(todo)} to run with {self.workers} worker(s)"
+            f"{sum(map(len, todo))} to run"
+            + (f" in {len(todo)} batch(es)" if batched else "")
+            + f" with {self.workers} worker(s)"
             + (f" on GPUs {','.join(self.gpus)}" if self.gpus else "")
             + f"; results in {self.out}",
             who=f"grokkit sweep {self.spec.name}",
@@ -300,31 +325,34 @@ class SweepExecutor:
                 for a in finished:
                     self._finish(a, a.process.returncode)
                     self._save()
-                    self._release(a.record.name)
-                    durations.append(a.record.seconds or 0.0)
-                    self._progress(a.record, len(todo), len(active), started_at, durations)
+                    for record in a.records:
+                        self._release(record.name)
+                        durations.append((a.records[0].seconds or 0.0) / len(a.records))
+                        pending = sum(map(len, todo))
+                        running = sum(len(b.records) for b in active)
+                        self._progress(record, pending, running, started_at, durations)
                 self._forward_stop(active)
         self._save()  # the latest records of the runs other executors held
         return self._conclude()
 
-    def _launch(self, todo: list[SweepRun], active: list[_Active]) -> None:
-        """Start the first runs of ``todo`` this executor can claim on its free workers; runs
-        another executor holds stay in ``todo`` (tried again at the next poll)."""
+    def _launch(self, todo: list[list[SweepRun]], active: list[_Active]) -> None:
+        """Start the first runs (batches) of ``todo`` this executor can claim on its free
+        workers; runs another executor holds stay in ``todo`` (tried again at the next poll)."""
         free = sorted(set(range(self.workers)) - {a.worker for a in active})
-        for run in list(todo):
+        for batch in list(todo):
             if not free or self.stopping:
-                return
-            verdict = self._claim(run)
-            if verdict == "held":
-                continue
-            todo.remove(run)
-            if verdict == "start":
-                active.append(self._start(run, free.pop(0)))
+                break
+            verdicts = {run.name: self._claim(run) for run in batch}
+            todo[todo.index(batch)] = [r for r in batch if verdicts[r.name] == "held"]
+            start = [r for r in batch if verdicts[r.name] == "start"]
+            if start:
+                active.append(self._start(start, free.pop(0)))
                 self._save()
-        if todo and not active and not self.waiting:
+        todo[:] = [batch for batch in todo if batch]
+        if todo and not active and not self.waiting and not self.stopping:
             self.waiting = True
             say(
-                f"waiting for {len(todo)} run(s) another grokkit sweep is running",
+                f"waiting for {sum(map(len, todo))} run(s) another grokkit sweep is running",
                 who="grokkit sweep",
             )
 
@@ -371,3 +399,22 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def ensemble_command(out: Path, name: str, records: list[RunRecord]) -> tuple[list[str], Path]:
+    """The ``grokkit ensemble`` command for a batch of runs (each member's ``grokkit fit``
+    arguments and log, from its own command) and the file its exit codes will be in."""
+    batches = out / "batches"
+    batches.mkdir(exist_ok=True)
+    result = batches / f"{name}.result.json"
+    result.unlink(missing_ok=True)
+    members = [
+        {
+            "name": record.name,
+            "args": record.command[record.command.index("fit") + 1 :],
+            "log": str(out / "logs" / f"{record.name}.log"),
+        }
+        for record in records
+    ]
+    write_json_atomic(batches / f"{name}.json", {"members": members, "result": str(result)})
+    return [sys.executable, "-m", "grokkit", "ensemble", str(batches / f"{name}.json")], result
