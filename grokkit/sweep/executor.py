@@ -249,7 +249,9 @@ class SweepExecutor:
             k += 1
         run_dir.rename(run_dir.with_name(f"{run_dir.name}.attempt-{k}"))
 
-    def _start(self, runs: list[SweepRun], worker: int) -> _Active:
+    def _start(self, runs: SweepRun | list[SweepRun], worker: int) -> _Active:
+        """Start one run, or a batch of runs as one ``grokkit ensemble`` process."""
+        runs = [runs] if isinstance(runs, SweepRun) else runs
         records = [self.records[run.name] for run in runs]
         env = worker_env(worker, self.workers, self.gpus, dict(os.environ))
         (self.out / "logs").mkdir(exist_ok=True)
