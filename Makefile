@@ -31,6 +31,7 @@ bench: install
 	WANDB_MODE=disabled $(BIN)/python benchmarks/callbacks_cost.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/flow.py
 	WANDB_MODE=disabled $(BIN)/python benchmarks/ntk_e3.py
+	WANDB_MODE=disabled $(BIN)/python benchmarks/ensemble.py
 
 # Every figure panel of the paper at its own scale, one run at a time on every core, so that
 # each run is as fast as it gets (grokkit figures; FIGURES_ARGS="--only 1a,3" for some panels,

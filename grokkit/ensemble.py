@@ -246,14 +246,37 @@ def _columns(values: Sequence[float], params: dict[str, torch.Tensor]) -> dict[s
 
 
 def stacked_gradient(
-    net: torch.nn.Module, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    net: torch.nn.Module, loss_name: str, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ) -> Callable[..., dict[str, torch.Tensor]]:
-    """∇L for K stacked parameter sets at once: vmap(grad) of ``net`` run functionally."""
+    """∇L for K stacked parameter sets at once: vmap(grad) of ``net`` run functionally; for the
+    matrix factorization under MSE (E5) a hand-written gradient in batched matrix products."""
+    from grokkit.models import MatrixFactorization
+
+    if type(net) is MatrixFactorization and loss_name == "mse":
+        return matrix_factorization_mse_gradient
 
     def member_loss(params: dict[str, torch.Tensor], buffers: dict, x: Any, y: Any) -> Any:
         return loss(functional_call(net, (params, buffers), (x,)), y)
 
     return vmap(grad(member_loss), in_dims=(0, 0, None, None))
+
+
+def matrix_factorization_mse_gradient(
+    params: dict[str, torch.Tensor], buffers: dict, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """∇ of L = mean_s (W_{i_s j_s} − y_s)², W = UUᵀ − VVᵀ, for K stacked (U, V): with R the
+    d×d matrix of the residuals 2(W_ij − y)/n at the observed (i, j) (0 elsewhere),
+    ∇_U L = (R + Rᵀ)U and ∇_V L = −(R + Rᵀ)V. Four d×d matrix products per member, where
+    vmap of the gathers the net's forward uses (4·n·d elements moved, scatter-added back) is
+    several times slower for E5's d = 97, n = 470."""
+    u, v = params["u"], params["v"]
+    k, d = u.shape[0], u.shape[1]
+    flat = x[:, 0] * d + x[:, 1]  # the observed entries, each once
+    w = torch.baddbmm(u @ u.mT, v, v.mT, alpha=-1).view(k, d * d)
+    residual = (w.index_select(1, flat) - y).mul_(2.0 / len(y))
+    r = torch.zeros_like(w).index_copy_(1, flat, residual).view(k, d, d)
+    s = r + r.mT
+    return {"u": s @ u, "v": (s @ v).neg_()}
 
 
 def run_group(group: list[_Request]) -> None:
@@ -264,7 +287,7 @@ def run_group(group: list[_Request]) -> None:
     first = group[0]
     x, y = first.x, first.y
     net = first.task.net
-    gradient = stacked_gradient(net, first.task.objective.loss)
+    gradient = stacked_gradient(net, first.task.hparams.loss, first.task.objective.loss)
     step = 0
     active = [r for r in group if r.lrs]
     while active:

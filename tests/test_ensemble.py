@@ -247,3 +247,25 @@ def test_vectorize_zero_is_bad_input(tmp_path):
 @pytest.mark.parametrize("bad", [[], ["no-such-file.json"]])
 def test_ensemble_command_needs_its_members_file(tmp_path, bad):
     assert main(["ensemble", *bad]) == EXIT_CODES["bad_input"]
+
+
+def test_the_matrix_factorization_gradient_is_autograd_s():
+    """E5's hand-written stacked gradient against autograd through the net, member by member."""
+    from grokkit.data import MatrixCompletionData
+    from grokkit.ensemble import matrix_factorization_mse_gradient
+    from grokkit.models import MatrixFactorization
+    from grokkit.objectives import mse_loss
+
+    data = MatrixCompletionData(d=13, observed_fraction=0.3)
+    data.setup()
+    x, y = data.splits["train"]
+    torch.manual_seed(0)
+    nets = [MatrixFactorization(13, init_noise=0.3) for _ in range(3)]
+    for net, alpha in zip(nets, (1.0, 2.0, 0.5), strict=True):
+        net.scale_init_(alpha)
+    stacked = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in nets]) for n in "uv"}
+    got = matrix_factorization_mse_gradient(stacked, {}, x, y)
+    for k, net in enumerate(nets):
+        want = torch.autograd.grad(mse_loss(net(x), y), [net.u, net.v])
+        torch.testing.assert_close(got["u"][k], want[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got["v"][k], want[1], rtol=1e-5, atol=1e-6)
