@@ -16,6 +16,7 @@ A batch holds at most K runs (default: as many as fit), fewer where the memory e
 and with several workers a group is dealt into at least one batch per worker.
 """
 
+import logging
 import math
 import os
 from typing import Any
@@ -83,7 +84,15 @@ def _probe(spec: SweepSpec, run: SweepRun) -> tuple[str | None, float]:
     from grokkit.lightning_cli import make_cli, quiet_third_party_noise
 
     quiet_third_party_noise()
-    cli = make_cli(spec.fit_args(run), run=False)
+    logs = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in logs]
+    for log in logs:  # (as the preflight: no "Seed set to" lines for a build that trains nothing)
+        log.setLevel(logging.WARNING)
+    try:
+        cli = make_cli(spec.fit_args(run), run=False)
+    finally:
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
     reason = batchable(cli.model)
     if reason is not None:
         return reason, 0.0
