@@ -3,7 +3,7 @@
 import sys
 import threading
 
-from grokkit.console import error, one_line, say
+from grokkit.console import error, say
 from grokkit.outcome import EXIT_CODES
 from grokkit.signals import on_stop_signals, signal_name
 
@@ -78,22 +78,9 @@ def _run_command(argv: list[str] | None) -> int:
 
 
 def _lightning_main(args: list[str]) -> int:
-    from grokkit.errors import user_error
-    from grokkit.lightning_cli import make_cli, quiet_third_party_noise
+    from grokkit.lightning_cli import run_command
 
-    quiet_third_party_noise()
-    try:
-        cli = make_cli(args)
-    except Exception as exc:
-        cause = user_error(exc)
-        if cause is None:
-            raise
-        hint = ""
-        if "required" in str(cause) and ("model.net" in str(cause) or "fit.data" in str(cause)):
-            hint = " (a variant config runs on its base: --config BASE.yaml --config VARIANT.yaml)"
-        error(f"{one_line(cause)}{hint}")
-        return EXIT_CODES["bad_input"]
-    return cli.exit_code
+    return run_command(args)
 
 
 if __name__ == "__main__":

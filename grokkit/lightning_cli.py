@@ -14,10 +14,11 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grokkit.callbacks import PhaseDetector, Snapshots
-from grokkit.console import one_line, say
+from grokkit.console import error, one_line, say
 from grokkit.data.full_batch import FullBatchDataModule
 from grokkit.errors import ConfigError, require, user_error
 from grokkit.lightning_adapter import load_checkpoint
+from grokkit.outcome import EXIT_CODES
 from grokkit.preflight import (
     check_against_data,
     check_config_files,
@@ -376,3 +377,20 @@ def check_fit_args(argv: list[str]) -> None:
     finally:
         for log, level in zip(logs, levels, strict=True):
             log.setLevel(level)
+
+
+def run_command(args: list[str]) -> int:
+    """``grokkit fit|validate|test ARGS``: the command's exit code; bad input is one line and 2."""
+    quiet_third_party_noise()
+    try:
+        cli = make_cli(args)
+    except Exception as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        hint = ""
+        if "required" in str(cause) and ("model.net" in str(cause) or "fit.data" in str(cause)):
+            hint = " (a variant config runs on its base: --config BASE.yaml --config VARIANT.yaml)"
+        error(f"{one_line(cause)}{hint}")
+        return EXIT_CODES["bad_input"]
+    return cli.exit_code

@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from grokkit.batching import in_ensemble
 from grokkit.callbacks import ConsoleProgress, ImplicitBiasProbe, PhaseDetector, Snapshots
 from grokkit.console import error, one_line, say
 from grokkit.errors import user_error
@@ -164,7 +165,11 @@ class FitSession:
             MetricsCSVLogger(self.run_dir, resume_step=resume_step),
         ]
         self.wandb_logger = make_wandb_logger(
-            self.wandb, self.run_dir, self.config, self.task.hparams.weight_decay
+            self.wandb,
+            self.run_dir,
+            self.config,
+            self.task.hparams.weight_decay,
+            shared_process=in_ensemble(),
         )
         if self.wandb_logger is not None:
             loggers.append(self.wandb_logger)

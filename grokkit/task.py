@@ -9,10 +9,10 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
 
+from grokkit.batching import current_batcher
 from grokkit.callbacks.base import EvaluationCallback
 from grokkit.console import say
 from grokkit.data.full_batch import Batch
-from grokkit.ensemble import current_batcher
 from grokkit.errors import require
 from grokkit.integrators import AdaptiveFlow, IntegrationError
 from grokkit.lightning_adapter import count_optimizer_steps, publish_row, run_early_stopping

@@ -68,9 +68,14 @@ def wandb_row(metrics: dict[str, float], weight_decay: float) -> dict[str, float
 
 
 def make_wandb_logger(
-    settings: WandbSettings, run_dir: Path, config: dict[str, Any], weight_decay: float = 0.0
+    settings: WandbSettings,
+    run_dir: Path,
+    config: dict[str, Any],
+    weight_decay: float = 0.0,
+    shared_process: bool = False,
 ):
     """A WandbLogger writing under ``run_dir``, or None when W&B is disabled.
+    ``shared_process``: other runs log from this process too (the members of an ensemble).
 
     The run id is kept in ``run_dir/wandb_id`` so that a resumed fit continues the same W&B run.
     """
@@ -78,8 +83,6 @@ def make_wandb_logger(
     if mode == "disabled":
         return None
     from lightning.pytorch.loggers import WandbLogger  # slow import: only when used
-
-    from grokkit.ensemble import in_ensemble
 
     class GrokkitWandbLogger(WandbLogger):
         """Rows at W&B step = gradient step (so a resumed run, offline too, continues its
@@ -116,7 +119,7 @@ def make_wandb_logger(
         mode=mode,
         config=config,
         # the members of an ensemble (grokkit.ensemble) are W&B runs of one process, side by side
-        **({"reinit": "create_new"} if in_ensemble() else {}),
+        **({"reinit": "create_new"} if shared_process else {}),
     )
 
 

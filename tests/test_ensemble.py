@@ -251,8 +251,8 @@ def test_ensemble_command_needs_its_members_file(tmp_path, bad):
 
 def test_the_matrix_factorization_gradient_is_autograd_s():
     """E5's hand-written stacked gradient against autograd through the net, member by member."""
+    from grokkit.batching import matrix_factorization_mse_gradient
     from grokkit.data import MatrixCompletionData
-    from grokkit.ensemble import matrix_factorization_mse_gradient
     from grokkit.models import MatrixFactorization
     from grokkit.objectives import mse_loss
 

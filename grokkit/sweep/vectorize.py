@@ -80,7 +80,7 @@ def plan_batches(
 def _probe(spec: SweepSpec, run: SweepRun) -> tuple[str | None, float]:
     """Build the run's model and data without training: why it cannot be batched (None: it
     can), and its estimated bytes per member."""
-    from grokkit.ensemble import batchable
+    from grokkit.batching import batchable
     from grokkit.lightning_cli import make_cli, quiet_third_party_noise
 
     quiet_third_party_noise()

@@ -1,0 +1,326 @@
+"""The shared gradient steps of a vectorized ensemble (``grokkit.ensemble`` runs the members):
+a member's gd chunk goes to the process's ``Batcher``, which steps every member with the same data,
+net structure, loss and chunk as one stacked computation. See ``grokkit.ensemble`` for the whole
+design; this module is the part the task sees (``current_batcher``), below the run machinery.
+"""
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+_local = threading.local()  # .batcher, .solo, .building (the member thread's own state)
+
+
+def join(batcher: "Batcher") -> None:
+    """Make the calling thread a member of ``batcher``'s ensemble."""
+    _local.batcher = batcher
+
+
+def current_batcher() -> "Batcher | None":
+    """The batcher the calling thread's run hands its gradient steps to (None: a run alone)."""
+    return getattr(_local, "batcher", None)
+
+
+def batchable(task: Any) -> str | None:
+    """Why ``task`` cannot take its gd steps in a batch (None: it can)."""
+    h = task.hparams
+    if h.integrator != "gd":
+        return f"integrator {h.integrator}"
+    if h.optimizer != "sgd":
+        return f"optimizer {h.optimizer}"
+    if h.batch_size is not None:
+        return "minibatch steps"
+    if h.lr_normalize_by_loss:
+        return "loss-normalized steps"
+    return None
+
+
+@dataclass
+class _Request:
+    """One member's chunk: steps [start, stop) on the train split (x, y)."""
+
+    task: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    start: int
+    stop: int
+    steps: int = 0  # taken (set by the batch)
+    error: BaseException | None = None
+    done: bool = False
+    lrs: list[float] = field(default_factory=list)  # η at each step the member will take
+
+    def plan(self) -> None:
+        """The member's steps in this chunk as its run alone takes them: up to ``stop``, or the
+        first step where its flow time has reached ``max_flow_time``."""
+        task, horizon = self.task, self.task.hparams.max_flow_time
+        t, step = task.flow_time, self.start
+        while step < self.stop and not (horizon is not None and t >= horizon):
+            lr = task.lr_at(step)
+            self.lrs.append(lr)
+            t += lr
+            step += 1
+
+    def key(self) -> tuple:
+        """Members with the same key step together."""
+        net = self.task.net
+        shapes = tuple((n, tuple(p.shape), p.dtype) for n, p in net.named_parameters())
+        return (
+            self.start,
+            id(self.x),
+            id(self.y),
+            type(net),
+            shapes,
+            self.task.hparams.loss,
+            getattr(net, "degree", None),
+        )
+
+
+class Batcher:
+    """Collects the chunks of ``members`` live member threads and runs them stacked.
+
+    The thread whose hand-in (or departure) completes the set runs the batch; the others wait.
+    A member thread must call ``leave`` when its run ends, however it ends (``run_member`` does),
+    or the others would wait for it forever.
+    """
+
+    def __init__(self, members: int) -> None:
+        self._cond = threading.Condition()
+        self._live = members  # member threads that have not left
+        self._pending: list[_Request] = []
+        self._build = threading.Lock()  # one member builds at a time (global RNG)
+        self.tasks: list[Any] = []  # every member task seen (for stop requests)
+        self.stopping = False
+        self.batches = 0  # stacked chunks run (for tests and benchmarks)
+        self.shared_splits: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        self._seen: set[int] = set()  # members whose data has been shared
+
+    # --- member threads ------------------------------------------------------------------------
+    def start_building(self) -> None:
+        """Called by a member thread before it builds its run (released at its first hand-in or
+        when it leaves)."""
+        self._build.acquire()
+        _local.building = True
+
+    def _done_building(self) -> None:
+        if getattr(_local, "building", False):
+            _local.building = False
+            self._build.release()
+
+    def leave(self) -> None:
+        """The calling member thread takes no further part (its run ended, or it steps alone)."""
+        self._done_building()
+        with self._cond:
+            self._live -= 1
+            batch = self._take_if_complete()
+        if batch:
+            self._run(batch)
+
+    def run_chunk(self, task: Any, x: torch.Tensor, y: torch.Tensor, start: int, stop: int) -> int:
+        """Take ``task``'s gd steps [start, stop) with the other members'; returns the step it
+        reached (``stop``, or earlier at its flow-time horizon or a stop request). A member that
+        cannot be batched leaves and gets ``start`` back: it takes its steps itself."""
+        if getattr(_local, "solo", False):
+            return start
+        if batchable(task) is not None:
+            _local.solo = True
+            self.leave()
+            return start
+        request = _Request(task, *self._shared(task, x, y), start, stop)
+        with self._cond:
+            if task not in self.tasks:
+                self.tasks.append(task)
+            if self.stopping:
+                task.stop_requested = True
+            self._pending.append(request)
+            batch = self._take_if_complete()
+        self._done_building()
+        if batch:
+            self._run(batch)
+        with self._cond:
+            self._cond.wait_for(lambda: request.done)
+        if request.error is not None:
+            raise request.error
+        return start + request.steps
+
+    def request_stop(self) -> None:
+        """A stop signal: every member stops after its current step (as a run alone)."""
+        self.stopping = True
+        for task in list(self.tasks):
+            task.stop_requested = True
+
+    # --- the batch -----------------------------------------------------------------------------
+    def _shared(
+        self, task: Any, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One copy of equal data in the process: at a member's first chunk, splits equal to an
+        earlier member's replace its own (same memory; and the same tensors, so the two can step
+        together); from then on its train split is the datamodule's (a batch Lightning fetched
+        ahead may still hold the member's own copy, equal to it)."""
+        datamodule = getattr(task.trainer, "datamodule", None)
+        splits = getattr(datamodule, "splits", None)
+        if not splits or "train" not in splits:
+            return x, y
+        if id(task) in self._seen:
+            return splits["train"]
+        with self._cond:
+            self._seen.add(id(task))
+            for shared in self.shared_splits:
+                if shared.keys() == splits.keys() and all(
+                    _equal(shared[k], splits[k]) for k in splits
+                ):
+                    datamodule.splits.update(shared)
+                    return shared["train"]
+            self.shared_splits.append(dict(splits))
+        return splits["train"]
+
+    def _take_if_complete(self) -> list[_Request]:
+        """(Under the lock.) The pending chunks, taken, if every live member has handed one in."""
+        if self._pending and len(self._pending) >= self._live:
+            batch, self._pending = self._pending, []
+            return batch
+        return []
+
+    def _run(self, batch: list[_Request]) -> None:
+        """Run the batch's groups one after the other; every member is woken, however it went
+        (an error reaches each member of its group, in the member's own thread)."""
+        try:
+            groups: dict[tuple, list[_Request]] = {}
+            for request in batch:
+                groups.setdefault(request.key(), []).append(request)
+            for group in groups.values():
+                try:
+                    run_group(group)
+                except BaseException as exc:  # noqa: BLE001 — handed to each member's thread
+                    for request in group:
+                        request.error = exc
+                self.batches += 1
+        except BaseException as exc:  # noqa: BLE001
+            for request in batch:
+                request.error = request.error or exc
+        finally:
+            with self._cond:
+                for request in batch:
+                    request.done = True
+                self._cond.notify_all()
+
+
+def _equal(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> bool:
+    return all(
+        u.shape == v.shape and u.dtype == v.dtype and u.device == v.device and torch.equal(u, v)
+        for u, v in zip(a, b, strict=True)
+    )
+
+
+def _columns(values: Sequence[float], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-member scalars, one tensor viewed to broadcast over each stacked parameter."""
+    like = next(iter(params.values()))
+    column = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return {n: column.view(-1, *([1] * (p.dim() - 1))) for n, p in params.items()}
+
+
+def stacked_gradient(
+    net: torch.nn.Module, loss_name: str, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> Callable[..., dict[str, torch.Tensor]]:
+    """∇L for K stacked parameter sets at once: vmap(grad) of ``net`` run functionally; for the
+    matrix factorization under MSE (E5) a hand-written gradient in batched matrix products."""
+    from grokkit.models import MatrixFactorization
+
+    if type(net) is MatrixFactorization and loss_name == "mse":
+        return matrix_factorization_mse_gradient
+
+    def member_loss(params: dict[str, torch.Tensor], buffers: dict, x: Any, y: Any) -> Any:
+        return loss(functional_call(net, (params, buffers), (x,)), y)
+
+    return vmap(grad(member_loss), in_dims=(0, 0, None, None))
+
+
+def matrix_factorization_mse_gradient(
+    params: dict[str, torch.Tensor], buffers: dict, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """∇ of L = mean_s (W_{i_s j_s} − y_s)², W = UUᵀ − VVᵀ, for K stacked (U, V): with R the
+    d×d matrix of the residuals 2(W_ij − y)/n at the observed (i, j) (0 elsewhere),
+    ∇_U L = (R + Rᵀ)U and ∇_V L = −(R + Rᵀ)V. Four d×d matrix products per member, where
+    vmap of the gathers the net's forward uses (4·n·d elements moved, scatter-added back) is
+    several times slower for E5's d = 97, n = 470."""
+    u, v = params["u"], params["v"]
+    k, d = u.shape[0], u.shape[1]
+    flat = x[:, 0] * d + x[:, 1]  # the observed entries, each once
+    w = torch.baddbmm(u @ u.mT, v, v.mT, alpha=-1).view(k, d * d)
+    residual = (w.index_select(1, flat) - y).mul_(2.0 / len(y))
+    r = torch.zeros_like(w).index_copy_(1, flat, residual).view(k, d, d)
+    s = r + r.mT
+    return {"u": s @ u, "v": (s @ v).neg_()}
+
+
+def run_group(group: list[_Request]) -> None:
+    """Take every member's planned steps of the chunk as one stacked computation: each step
+    θ ← θ − η_k(∇L + λ_k θ) (torch SGD's coupled weight decay, per member k)."""
+    for request in group:
+        request.plan()
+    first = group[0]
+    x, y = first.x, first.y
+    net = first.task.net
+    gradient = stacked_gradient(net, first.task.hparams.loss, first.task.objective.loss)
+    step = 0
+    active = [r for r in group if r.lrs]
+    while active:
+        tasks = [r.task for r in active]
+        nets = [dict(t.net.named_parameters()) for t in tasks]
+        names = list(nets[0])
+        with torch.no_grad():
+            params = {n: torch.stack([p[n].detach() for p in nets]) for n in names}
+            buffers = {
+                n: torch.stack([dict(t.net.named_buffers())[n] for t in tasks])
+                for n, _ in net.named_buffers()
+            }
+        decay = _columns([t.hparams.weight_decay for t in tasks], params)
+        end = min(len(r.lrs) for r in active)  # the next step where a member stops
+        constant = all(len(set(r.lrs[step:end])) == 1 for r in active)
+        rates = None
+        if constant:  # after the warm-up: one column for the segment
+            rates = _columns([-r.lrs[step] for r in active], params)
+        with torch.no_grad():
+            while step < end:
+                if any(t.stop_requested or t.time_budget_spent() for t in tasks):
+                    break
+                if not constant:
+                    rates = _columns([-r.lrs[step] for r in active], params)
+                grads = gradient(params, buffers, x, y)
+                for n in names:
+                    p = params[n]
+                    d_p = grads[n].addcmul_(p, decay[n])  # ∇L + λθ
+                    p.addcmul_(d_p, rates[n])  # θ − η(∇L + λθ)
+                step += 1
+            for r, values in zip(active, _unstack(params, len(active)), strict=True):
+                _write_back(r, values, step)
+        stopped = [r for r in active if r.task.stop_requested or r.task.time_budget_spent()]
+        active = [r for r in active if len(r.lrs) > step and r not in stopped]
+
+
+def _unstack(params: dict[str, torch.Tensor], k: int) -> list[dict[str, torch.Tensor]]:
+    return [{n: p[i] for n, p in params.items()} for i in range(k)]
+
+
+def _write_back(request: _Request, values: dict[str, torch.Tensor], step: int) -> None:
+    """The member's parameters, steps, flow time and last step size, as its run alone leaves
+    them (t summed step by step in the same order: the same float)."""
+    task = request.task
+    with torch.no_grad():
+        for name, p in task.net.named_parameters():
+            p.copy_(values[name])
+    taken = step - request.steps
+    for lr in request.lrs[request.steps : step]:
+        task.flow_time += lr
+    if taken:
+        optimizer = task.optimizers().optimizer
+        for group in optimizer.param_groups:
+            group["lr"] = request.lrs[step - 1]
+    request.steps = step
+
+
+def in_ensemble() -> bool:
+    return current_batcher() is not None
