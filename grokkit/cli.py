@@ -1,7 +1,6 @@
 """The ``grokkit`` command: parses the command name and hands the rest to its module."""
 
 import sys
-import threading
 
 from grokkit.console import error, say
 from grokkit.outcome import EXIT_CODES
@@ -27,9 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code. SIGTERM before a command installs its own handling (a fit
     while it starts up, a sweep's run killed by its executor) interrupts like Ctrl-C: one line and
     exit 130 (interrupted, which a sweep resumes), not a traceback or 143 (failed)."""
-    if threading.current_thread() is not threading.main_thread():
-        return _run_command(argv)  # signal handlers can only be set in the main thread
-    try:
+    try:  # (off the main thread on_stop_signals installs nothing: only it gets signals)
         with on_stop_signals(_interrupt):
             return _run_command(argv)
     except KeyboardInterrupt as exc:

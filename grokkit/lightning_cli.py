@@ -359,24 +359,31 @@ def make_cli(argv: list[str] | None, run: bool = True) -> GrokkitCLI:
     )
 
 
-def check_fit_args(argv: list[str]) -> None:
-    """Parse ``grokkit fit`` arguments and build the model, data and trainer without training
-    (a sweep's preflight); a bad input raises ConfigError with its one-line message."""
+def build_without_training(argv: list[str]) -> GrokkitCLI:
+    """Parse ``grokkit fit`` arguments and build the model, data and trainer without training,
+    with Lightning's info lines (e.g. "Seed set to") held back: nothing runs."""
     quiet_third_party_noise()
     logs = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [log.level for log in logs]
     for log in logs:
         log.setLevel(logging.WARNING)
     try:
-        make_cli(argv, run=False)
+        return make_cli(argv, run=False)
+    finally:
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
+
+
+def check_fit_args(argv: list[str]) -> None:
+    """``build_without_training`` as a sweep's preflight: a bad input raises ConfigError with
+    its one-line message."""
+    try:
+        build_without_training(argv)
     except Exception as exc:
         cause = user_error(exc)
         if cause is None:
             raise
         raise ConfigError(one_line(cause)) from None
-    finally:
-        for log, level in zip(logs, levels, strict=True):
-            log.setLevel(level)
 
 
 def run_command(args: list[str]) -> int:

@@ -8,7 +8,7 @@ Runs go into one batch when they can step together:
   horizon, the model seed, and what only names or watches a run). Every other parameter (the
   data section, data seed included, the net, the loss, max_steps, eval_points, ...) splits them;
 * their config takes plain gd steps: ``model.integrator=gd``, ``model.optimizer=sgd``, full batch,
-  not loss-normalized (``grokkit.ensemble.batchable``). Any other run is a batch of one, a plain
+  not loss-normalized (``grokkit.batching.batchable``). Any other run is a batch of one, a plain
   ``grokkit fit`` process.
 
 A batch holds at most K runs (default: as many as fit), fewer where the memory estimate
@@ -16,7 +16,6 @@ A batch holds at most K runs (default: as many as fit), fewer where the memory e
 and with several workers a group is dealt into at least one batch per worker.
 """
 
-import logging
 import math
 import os
 from typing import Any
@@ -81,18 +80,9 @@ def _probe(spec: SweepSpec, run: SweepRun) -> tuple[str | None, float]:
     """Build the run's model and data without training: why it cannot be batched (None: it
     can), and its estimated bytes per member."""
     from grokkit.batching import batchable
-    from grokkit.lightning_cli import make_cli, quiet_third_party_noise
+    from grokkit.lightning_cli import build_without_training
 
-    quiet_third_party_noise()
-    logs = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [log.level for log in logs]
-    for log in logs:  # (as the preflight: no "Seed set to" lines for a build that trains nothing)
-        log.setLevel(logging.WARNING)
-    try:
-        cli = make_cli(spec.fit_args(run), run=False)
-    finally:
-        for log, level in zip(logs, levels, strict=True):
-            log.setLevel(level)
+    cli = build_without_training(spec.fit_args(run))
     reason = batchable(cli.model)
     if reason is not None:
         return reason, 0.0
