@@ -7,6 +7,7 @@ design; this module is the part the task sees (``current_batcher``), below the r
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -95,8 +96,6 @@ class Batcher:
         self.tasks: list[Any] = []  # every member task seen (for stop requests)
         self.stopping = False
         self.batches = 0  # stacked chunks run (for tests and benchmarks)
-        self.shared_splits: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-        self._seen: set[int] = set()  # members whose data has been shared
 
     # --- member threads ------------------------------------------------------------------------
     def start_building(self) -> None:
@@ -129,7 +128,7 @@ class Batcher:
             _local.solo = True
             self.leave()
             return start
-        request = _Request(task, *self._shared(task, x, y), start, stop)
+        request = _Request(task, x, y, start, stop)
         with self._cond:
             if task not in self.tasks:
                 self.tasks.append(task)
@@ -153,30 +152,6 @@ class Batcher:
             task.stop_requested = True
 
     # --- the batch -----------------------------------------------------------------------------
-    def _shared(
-        self, task: Any, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One copy of equal data in the process: at a member's first chunk, splits equal to an
-        earlier member's replace its own (same memory; and the same tensors, so the two can step
-        together); from then on its train split is the datamodule's (a batch Lightning fetched
-        ahead may still hold the member's own copy, equal to it)."""
-        datamodule = getattr(task.trainer, "datamodule", None)
-        splits = getattr(datamodule, "splits", None)
-        if not splits or "train" not in splits:
-            return x, y
-        if id(task) in self._seen:
-            return splits["train"]
-        with self._cond:
-            self._seen.add(id(task))
-            for shared in self.shared_splits:
-                if shared.keys() == splits.keys() and all(
-                    _equal(shared[k], splits[k]) for k in splits
-                ):
-                    datamodule.splits.update(shared)
-                    return shared["train"]
-            self.shared_splits.append(dict(splits))
-        return splits["train"]
-
     def _take_if_complete(self) -> list[_Request]:
         """(Under the lock.) The pending chunks, taken, if every live member has handed one in."""
         if self._pending and len(self._pending) >= self._live:
@@ -208,17 +183,14 @@ class Batcher:
                 self._cond.notify_all()
 
 
-def _equal(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> bool:
-    return all(
-        u.shape == v.shape and u.dtype == v.dtype and u.device == v.device and torch.equal(u, v)
-        for u, v in zip(a, b, strict=True)
-    )
+def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """Per-member scalars as one tensor on ``like``'s device."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
 
 
-def _columns(values: Sequence[float], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-member scalars, one tensor viewed to broadcast over each stacked parameter."""
-    like = next(iter(params.values()))
-    column = torch.tensor(values, dtype=like.dtype, device=like.device)
+def _views(column: torch.Tensor, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``column`` viewed to broadcast over each stacked parameter (views: writing the column
+    updates every one)."""
     return {n: column.view(-1, *([1] * (p.dim() - 1))) for n, p in params.items()}
 
 
@@ -277,28 +249,78 @@ def run_group(group: list[_Request]) -> None:
                 n: torch.stack([dict(t.net.named_buffers())[n] for t in tasks])
                 for n, _ in net.named_buffers()
             }
-        decay = _columns([t.hparams.weight_decay for t in tasks], params)
+        like = next(iter(params.values()))
+        decay = _views(_column([t.hparams.weight_decay for t in tasks], like), params)
         end = min(len(r.lrs) for r in active)  # the next step where a member stops
         constant = all(len(set(r.lrs[step:end])) == 1 for r in active)
-        rates = None
-        if constant:  # after the warm-up: one column for the segment
-            rates = _columns([-r.lrs[step] for r in active], params)
+        rate = _column([-r.lrs[step] for r in active], like)  # (updated in place in a warm-up)
+        rates = _views(rate, params)
+
+        one_step = partial(_step, gradient, params, buffers, x, y, decay, rates)
+        take = _graphed(one_step, end - step) if x.is_cuda else one_step
         with torch.no_grad():
             while step < end:
                 if any(t.stop_requested or t.time_budget_spent() for t in tasks):
                     break
                 if not constant:
-                    rates = _columns([-r.lrs[step] for r in active], params)
-                grads = gradient(params, buffers, x, y)
-                for n in names:
-                    p = params[n]
-                    d_p = grads[n].addcmul_(p, decay[n])  # ∇L + λθ
-                    p.addcmul_(d_p, rates[n])  # θ − η(∇L + λθ)
+                    rate.copy_(torch.tensor([-r.lrs[step] for r in active]))
+                take()
                 step += 1
             for r, values in zip(active, _unstack(params, len(active)), strict=True):
                 _write_back(r, values, step)
         stopped = [r for r in active if r.task.stop_requested or r.task.time_budget_spent()]
         active = [r for r in active if len(r.lrs) > step and r not in stopped]
+
+
+def _step(
+    gradient: Callable[..., dict[str, torch.Tensor]],
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    decay: dict[str, torch.Tensor],
+    rates: dict[str, torch.Tensor],
+) -> None:
+    """One stacked step, in place."""
+    grads = gradient(params, buffers, x, y)
+    for n, p in params.items():
+        d_p = grads[n].addcmul_(p, decay[n])  # ∇L + λθ
+        p.addcmul_(d_p, rates[n])  # θ − η(∇L + λθ)
+
+
+CUDA_GRAPHS = True  # replay a captured step on a GPU (benchmarks/ensemble.py --gpu turns it off)
+_GRAPH_MIN_STEPS = 16  # shorter segments run eagerly: a capture costs about a step's launches
+
+
+def _graphed(one_step: Callable[[], None], steps: int) -> Callable[[], None]:
+    """``one_step`` as a CUDA graph replay: one launch per step instead of one per kernel (the
+    stacked step of a small net is a few dozen kernels of microseconds each). The first call
+    takes its step eagerly on a side stream (the warm-up a capture needs: lazy initialization,
+    cuBLAS workspaces), then captures; every later call replays. The replay runs the same
+    kernels on the same tensors, so its steps equal the eager ones. Falls back to eager steps
+    if the capture fails."""
+    if not CUDA_GRAPHS or steps < _GRAPH_MIN_STEPS:
+        return one_step
+    replay: list[Callable[[], None]] = []  # the graph's replay (one_step if capture failed)
+
+    def take() -> None:
+        if replay:
+            replay[0]()
+            return
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            one_step()  # a real step, and the warm-up
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                one_step()  # recorded, not run
+            replay.append(graph.replay)
+        except RuntimeError:
+            replay.append(one_step)
+
+    return take
 
 
 def _unstack(params: dict[str, torch.Tensor], k: int) -> list[dict[str, torch.Tensor]]:

@@ -38,6 +38,7 @@ from typing import IO, Any
 import torch
 
 from grokkit.batching import Batcher, join
+from grokkit.data.full_batch import shared_builds
 
 # ---- running the members ---------------------------------------------------------------------
 
@@ -99,11 +100,12 @@ def run_members(
     sys.stdout, sys.stderr = streams  # type: ignore[assignment]
     threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(len(members))]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # (a signal handler runs between joins)
+        with shared_builds():  # one copy of equal data in the process
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)  # (a signal handler runs between joins)
     finally:
         sys.stdout, sys.stderr = saved
         for f in files:

@@ -17,6 +17,8 @@ from conftest import QUICKSTART, grokkit, sweep_file
 
 from grokkit import session
 from grokkit.cli import main
+from grokkit.data import SparseLinearData
+from grokkit.data.full_batch import shared_builds
 from grokkit.ensemble import run_members
 from grokkit.outcome import EXIT_CODES
 from grokkit.report.sweep import collect, fit_law
@@ -151,6 +153,36 @@ def test_an_interrupted_batch_resumes_every_member(tmp_path):
     for i, args in enumerate(MEMBERS):
         assert fit(args, f"alone/m{i}") == 0
         assert max_rel_diff(tmp_path / dirs[i], tmp_path / "alone" / f"m{i}") < RTOL
+
+
+def test_equal_data_settings_share_one_build_only_inside_an_ensemble():
+    def build(seed):
+        data = SparseLinearData(d=50, n_train=8, n_test=8, seed=seed)
+        data.setup()
+        return data
+
+    with shared_builds():
+        a, b, c = build(0), build(0), build(1)
+    assert a.splits is b.splits and a.w_star is b.w_star  # one build, its attributes too
+    assert c.splits is not a.splits and not torch.equal(c.splits["train"][0], a.splits["train"][0])
+    alone = build(0)
+    assert alone.splits is not a.splits
+    assert torch.equal(alone.splits["test"][0], a.splits["test"][0])
+
+
+def test_members_step_together_unless_their_data_differ(tmp_path):
+    def chunks_run(members: list[list[str]], where: str) -> int:
+        batchers = []
+        codes = run_members(
+            [member_args(a, f"{where}/m{i}") for i, a in enumerate(members)],
+            on_batcher=batchers.append,
+        )
+        assert codes == [0] * len(members)
+        return batchers[0].batches
+
+    together = chunks_run(MEMBERS, "same")
+    apart = chunks_run([*MEMBERS[:2], [*MEMBERS[2], "--data.seed=5"]], "other")
+    assert apart == 2 * together  # every chunk: one group of two, one member alone
 
 
 def test_incompatible_points_go_to_separate_batches(tmp_path):
