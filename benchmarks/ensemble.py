@@ -21,10 +21,14 @@ ratio: throughput vectorized / sequential; GFLOP/s: the gradient steps' arithmet
 backward, counted by hand) per second of the whole runs; max per-member difference: the largest
 relative difference of any metrics.csv value between a member and its single run.
 
-On a GPU (``--gpu``): the E1 paper grid (d = 10^5, 36 runs, configs/paper/e1_sparse_grokking.yaml)
-as one batch, sequential against vectorized over ``--steps``.
+``--grid``: the E1 paper grid instead (sweeps/e1_alpha_wd_grid_paper.yaml: 36 runs at d = 10^5,
+configs/paper/e1_sparse_grokking.yaml) as one batch; ``--gpu``: that grid on the GPU, vectorized
+once with CUDA graphs (the default there) and once without. ``--sequential N`` times the
+sequential side on the first N runs only and scales it to all (a run's cost does not depend on
+how many came before it): the paper grid one after another is most of an hour.
 
     .venv/bin/python benchmarks/ensemble.py [--steps 3000] [--members 16] [--only E5]
+    python benchmarks/ensemble.py --gpu --steps 20000 --sequential 4
 """
 
 import argparse
@@ -41,6 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from grokkit import batching  # noqa: E402
 from grokkit.cli import main  # noqa: E402
 from grokkit.ensemble import run_members  # noqa: E402
 
@@ -109,19 +114,28 @@ def peak_gflops(device: str) -> float:
     return 2 * 1024**3 * n / (time.perf_counter() - start) / 1e9
 
 
-def measure(name: str, members: int, steps: int, extra: list[str], root: Path) -> str:
-    config, alphas, decays, flops = WORKLOADS[name]
-    args = [
-        member_args(
-            config, alphas[i % len(alphas)], decays[i // len(alphas) % len(decays)], i, steps, extra
-        )
-        for i in range(members)
-    ]
+def measure(
+    name: str,
+    config: Path,
+    points: list[tuple[float, float, int]],
+    steps: int,
+    extra: list[str],
+    root: Path,
+    sequential_members: int | None = None,
+) -> tuple[str, float]:
+    """One line for ``points`` (α, λ, seed) as sequential runs and as one ensemble, and the
+    vectorized wall time. ``sequential_members``: the sequential side on the first N points only
+    (its throughput per member is what the ratio compares; the per-member difference is over
+    those N)."""
+    flops = WORKLOADS[name][3]
+    members = len(points)
+    args = [member_args(config, a, wd, seed, steps, extra) for a, wd, seed in points]
+    alone = args[: sequential_members or members]
     start = time.perf_counter()
-    for i, a in enumerate(args):
+    for i, a in enumerate(alone):
         code = main(["fit", *a, f"--run_dir={root / name / 'sequential' / str(i)}"])
         assert code == 0, f"sequential run {i} exited {code}"
-    sequential = time.perf_counter() - start
+    sequential = (time.perf_counter() - start) * members / len(alone)  # all K, one after another
     start = time.perf_counter()
     codes = run_members(
         [[*a, f"--run_dir={root / name / 'vectorized' / str(i)}"] for i, a in enumerate(args)]
@@ -130,29 +144,29 @@ def measure(name: str, members: int, steps: int, extra: list[str], root: Path) -
     assert codes == [0] * members, codes
     differences = [
         max_difference(root / name / "sequential" / str(i), root / name / "vectorized" / str(i))
-        for i in range(members)
+        for i in range(len(alone))
     ]
     worst, close = max(differences), sum(d <= 1e-4 for d in differences)
-    d = (
-        int(next(a for a in extra if a.startswith("--data.d=")).split("=")[1])
-        if any(a.startswith("--data.d=") for a in extra)
-        else (97 if name == "E5" else 10_000)
-    )
-    n = _train_size(name, d, extra)
+    d = _option(extra, "--data.d", 97 if name == "E5" else 10_000)
+    n = _option(extra, "--data.n_train", 256) if name == "E1" else _e5_train_size(d)
     work = flops(n, d) * steps * members / 1e9
+    extrapolated = "" if len(alone) == members else f" (from {len(alone)} runs)"
     return (
-        f"{name} d={d} K={members} steps={steps}: sequential {sequential:.1f} s, vectorized "
-        f"{vectorized:.1f} s, ratio {sequential / vectorized:.2f} (gd steps "
+        f"{name} d={d} K={members} steps={steps}: sequential {sequential:.1f} s{extrapolated}, "
+        f"vectorized {vectorized:.1f} s, ratio {sequential / vectorized:.2f} (gd steps "
         f"{work / sequential:.1f} -> {work / vectorized:.1f} GFLOP/s), max per-member "
-        f"difference {worst:.1e} ({close}/{members} members <= 1e-4)"
+        f"difference {worst:.1e} ({close}/{len(alone)} members <= 1e-4)",
+        vectorized,
     )
 
 
-def _train_size(name: str, d: int, extra: list[str]) -> int:
-    if name == "E5":
-        return min(max(1, round(0.05 * d * d)), d * d - 1)
-    n = [a for a in extra if a.startswith("--data.n_train=")]
-    return int(n[0].split("=")[1]) if n else 256
+def _option(extra: list[str], key: str, default: int) -> int:
+    given = [a.split("=", 1)[1] for a in extra if a.startswith(f"{key}=")]
+    return int(given[-1]) if given else default
+
+
+def _e5_train_size(d: int) -> int:
+    return min(max(1, round(0.05 * d * d)), d * d - 1)
 
 
 def main_bench() -> None:
@@ -160,30 +174,68 @@ def main_bench() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--only", choices=sorted(WORKLOADS), default=None)
+    parser.add_argument("--grid", action="store_true", help="the E1 paper grid as one batch")
     parser.add_argument("--gpu", action="store_true", help="the E1 paper grid on the GPU")
+    parser.add_argument("--d", type=int, default=100_000, help="the grid's d (default: paper's)")
+    parser.add_argument(
+        "--sequential", type=int, default=None, help="sequential side on the first N runs only"
+    )
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     device = "cuda" if args.gpu else "cpu"
     print(
         f"torch threads {torch.get_num_threads()}; peak 1024^2 matmul "
-        f"{peak_gflops(device):.0f} GFLOP/s on {device}"
+        f"{peak_gflops(device):.0f} GFLOP/s on {device}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if args.gpu:
-            paper = [
-                "--config",
-                str(REPO / "configs" / "paper" / "e1_sparse_grokking.yaml"),
-                "--trainer.accelerator=gpu",
-            ]
-            WORKLOADS["E1"] = (
-                REPO / "configs" / "paper" / "e1_sparse_grokking.yaml",
-                *WORKLOADS["E1"][1:],
-            )
-            print(measure("E1", 36, args.steps, ["--data.d=100000", *paper[2:]], root))
+        if args.grid or args.gpu:
+            grid(args, root)
             return
         for name in [args.only] if args.only else list(WORKLOADS):
-            print(measure(name, args.members, args.steps, [], root), flush=True)
+            config, alphas, decays, _ = WORKLOADS[name]
+            points = [
+                (alphas[i % len(alphas)], decays[i // len(alphas) % len(decays)], i)
+                for i in range(args.members)
+            ]
+            line, _ = measure(name, config, points, args.steps, [], root, args.sequential)
+            print(line, flush=True)
+
+
+def grid(args: argparse.Namespace, root: Path) -> None:
+    """The E1 paper grid (sweeps/e1_alpha_wd_grid_paper.yaml: 4 α x 3 λ x 3 seeds, d = 10^5) as
+    one batch; on a GPU also with its CUDA graphs off, for what the graphs bring."""
+    points = [(a, wd, seed) for a in PAPER_ALPHAS for wd in PAPER_DECAYS for seed in (0, 1, 2)]
+    extra = [f"--data.d={args.d}", f"--trainer.accelerator={'gpu' if args.gpu else 'cpu'}"]
+    line, graphed = measure("E1", PAPER_E1, points, args.steps, extra, root, args.sequential)
+    print(line + (" [CUDA graphs]" if args.gpu else ""), flush=True)
+    if args.gpu:
+        batching.CUDA_GRAPHS = False
+        start = time.perf_counter()
+        codes = run_members(
+            [
+                [
+                    *member_args(PAPER_E1, a, wd, s, args.steps, extra),
+                    f"--run_dir={root / f'eager{i}'}",
+                ]
+                for i, (a, wd, s) in enumerate(points)
+            ]
+        )
+        assert codes == [0] * len(points), codes
+        eager = time.perf_counter() - start
+        same = max(
+            max_difference(root / "E1" / "vectorized" / str(i), root / f"eager{i}")
+            for i in range(len(points))
+        )
+        print(
+            f"E1 grid without CUDA graphs: vectorized {eager:.1f} s (graphs: {graphed:.1f} s), "
+            f"max difference graphs/eager {same:.1e}"
+        )
+
+
+PAPER_E1 = REPO / "configs" / "paper" / "e1_sparse_grokking.yaml"
+PAPER_ALPHAS, PAPER_DECAYS = (16, 128, 1024, 8192), (0.001, 0.002, 0.004)
 
 
 if __name__ == "__main__":
