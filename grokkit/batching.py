@@ -27,17 +27,26 @@ def current_batcher() -> "Batcher | None":
 
 
 def batchable(task: Any) -> str | None:
-    """Why ``task`` cannot take its gd steps in a batch (None: it can)."""
+    """Why ``task`` cannot take its steps in a batch (None: it can): full-batch plain gd steps
+    (sgd, no optimizer state) or the adaptive integrator's gradient evaluations, not
+    loss-normalized."""
     h = task.hparams
-    if h.integrator != "gd":
+    if h.integrator not in ("gd", "adaptive"):
         return f"integrator {h.integrator}"
-    if h.optimizer != "sgd":
+    if h.integrator == "gd" and h.optimizer != "sgd":
         return f"optimizer {h.optimizer}"
     if h.batch_size is not None:
         return "minibatch steps"
     if h.lr_normalize_by_loss:
         return "loss-normalized steps"
     return None
+
+
+def _group_key(task: Any, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """What members must share to be one stacked computation: data tensors, net, loss."""
+    net = task.net
+    shapes = tuple((n, tuple(p.shape), p.dtype) for n, p in net.named_parameters())
+    return (id(x), id(y), type(net), shapes, task.hparams.loss, getattr(net, "degree", None))
 
 
 @dataclass
@@ -67,17 +76,23 @@ class _Request:
 
     def key(self) -> tuple:
         """Members with the same key step together."""
-        net = self.task.net
-        shapes = tuple((n, tuple(p.shape), p.dtype) for n, p in net.named_parameters())
-        return (
-            self.start,
-            id(self.x),
-            id(self.y),
-            type(net),
-            shapes,
-            self.task.hparams.loss,
-            getattr(net, "degree", None),
-        )
+        return ("chunk", self.start, *_group_key(self.task, self.x, self.y))
+
+
+@dataclass
+class _Gradient:
+    """One member's gradient evaluation (the adaptive integrator's): ∇L of its net at its current
+    parameters on the train split (x, y)."""
+
+    task: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    grads: tuple[torch.Tensor, ...] = ()  # (set by the batch)
+    error: BaseException | None = None
+    done: bool = False
+
+    def key(self) -> tuple:
+        return ("gradient", *_group_key(self.task, self.x, self.y))
 
 
 class Batcher:
@@ -91,7 +106,7 @@ class Batcher:
     def __init__(self, members: int) -> None:
         self._cond = threading.Condition()
         self._live = members  # member threads that have not left
-        self._pending: list[_Request] = []
+        self._pending: list[_Request | _Gradient] = []
         self._build = threading.Lock()  # one member builds at a time (global RNG)
         self.tasks: list[Any] = []  # every member task seen (for stop requests)
         self.stopping = False
@@ -122,13 +137,37 @@ class Batcher:
         """Take ``task``'s gd steps [start, stop) with the other members'; returns the step it
         reached (``stop``, or earlier at its flow-time horizon or a stop request). A member that
         cannot be batched leaves and gets ``start`` back: it takes its steps itself."""
-        if getattr(_local, "solo", False):
+        if self._solo(task):
             return start
+        request = _Request(task, x, y, start, stop)
+        self._hand_in(task, request)
+        return start + request.steps
+
+    def gradient(
+        self, task: Any, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, ...] | None:
+        """∇L of ``task``'s net at its current parameters on (x, y), evaluated stacked with the
+        other members' requests: each evaluation of an adaptive member's integrator (whose step
+        sizes, stages, times and rejections stay its own). None for a member that cannot be
+        batched: it leaves and evaluates its gradients itself."""
+        if self._solo(task):
+            return None
+        request = _Gradient(task, x, y)
+        self._hand_in(task, request)
+        return request.grads
+
+    def _solo(self, task: Any) -> bool:
+        """Whether the calling member steps alone (deciding it, and leaving, at its first call)."""
+        if getattr(_local, "solo", False):
+            return True
         if batchable(task) is not None:
             _local.solo = True
             self.leave()
-            return start
-        request = _Request(task, x, y, start, stop)
+            return True
+        return False
+
+    def _hand_in(self, task: Any, request: "_Request | _Gradient") -> None:
+        """Add ``request`` to the round; run the round if it is now complete; wait until done."""
         with self._cond:
             if task not in self.tasks:
                 self.tasks.append(task)
@@ -143,7 +182,6 @@ class Batcher:
             self._cond.wait_for(lambda: request.done)
         if request.error is not None:
             raise request.error
-        return start + request.steps
 
     def request_stop(self) -> None:
         """A stop signal: every member stops after its current step (as a run alone)."""
@@ -152,23 +190,23 @@ class Batcher:
             task.stop_requested = True
 
     # --- the batch -----------------------------------------------------------------------------
-    def _take_if_complete(self) -> list[_Request]:
-        """(Under the lock.) The pending chunks, taken, if every live member has handed one in."""
+    def _take_if_complete(self) -> list[_Request | _Gradient]:
+        """(Under the lock.) The pending requests, taken, if every live member has handed one in."""
         if self._pending and len(self._pending) >= self._live:
             batch, self._pending = self._pending, []
             return batch
         return []
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Request | _Gradient]) -> None:
         """Run the batch's groups one after the other; every member is woken, however it went
         (an error reaches each member of its group, in the member's own thread)."""
         try:
-            groups: dict[tuple, list[_Request]] = {}
+            groups: dict[tuple, list[Any]] = {}
             for request in batch:
                 groups.setdefault(request.key(), []).append(request)
             for group in groups.values():
                 try:
-                    run_group(group)
+                    (run_group if isinstance(group[0], _Request) else run_gradients)(group)
                 except BaseException as exc:  # noqa: BLE001 — handed to each member's thread
                     for request in group:
                         request.error = exc
@@ -228,6 +266,32 @@ def matrix_factorization_mse_gradient(
     return {"u": s @ u, "v": (s @ v).neg_()}
 
 
+def _stacked(tasks: list[Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The members' parameters and buffers, stacked along a new leading axis (copies)."""
+    nets = [t.net for t in tasks]
+    with torch.no_grad():
+        params = {
+            n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets])
+            for n, _ in nets[0].named_parameters()
+        }
+        buffers = {
+            n: torch.stack([dict(net.named_buffers())[n] for net in nets])
+            for n, _ in nets[0].named_buffers()
+        }
+    return params, buffers
+
+
+def run_gradients(group: list[_Gradient]) -> None:
+    """Every member's ∇L at its net's current parameters, as one stacked computation."""
+    first = group[0]
+    task = first.task
+    gradient = stacked_gradient(task.net, task.hparams.loss, task.objective.loss)
+    params, buffers = _stacked([r.task for r in group])
+    grads = gradient(params, buffers, first.x, first.y)
+    for i, request in enumerate(group):
+        request.grads = tuple(g[i] for g in grads.values())
+
+
 def run_group(group: list[_Request]) -> None:
     """Take every member's planned steps of the chunk as one stacked computation: each step
     θ ← θ − η_k(∇L + λ_k θ) (torch SGD's coupled weight decay, per member k)."""
@@ -241,14 +305,7 @@ def run_group(group: list[_Request]) -> None:
     active = [r for r in group if r.lrs]
     while active:
         tasks = [r.task for r in active]
-        nets = [dict(t.net.named_parameters()) for t in tasks]
-        names = list(nets[0])
-        with torch.no_grad():
-            params = {n: torch.stack([p[n].detach() for p in nets]) for n in names}
-            buffers = {
-                n: torch.stack([dict(t.net.named_buffers())[n] for t in tasks])
-                for n, _ in net.named_buffers()
-            }
+        params, buffers = _stacked(tasks)
         like = next(iter(params.values()))
         decay = _views(_column([t.hparams.weight_decay for t in tasks], like), params)
         end = min(len(r.lrs) for r in active)  # the next step where a member stops

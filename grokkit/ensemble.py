@@ -12,13 +12,23 @@ plain gradient descent with each member's own step size η(step) (warm-up includ
 λ, flow time t = Σ η, flow-time horizon and stop request. The parameters go back into each
 member's net and the members record their rows (evaluation, callbacks, loggers) as usual.
 
+An adaptive member (``model.integrator: adaptive``) keeps its own integrator (step sizes, stages,
+rejections, ρ estimates, flow time, landing on its own evaluation times) and hands in each
+gradient evaluation instead: every round, the batcher evaluates ∇L for each group of members
+that asked, stacked, at each member's own current point. Members whose integrators need
+different numbers of evaluations simply take part in more or fewer rounds.
+
 Members are independent in the stacked computation (no sum across the member axis), so a member
 whose parameters overflow does not touch the others: it records its non-finite row at its next
 evaluation point and ends ``diverged``, exactly where the run alone would, and leaves the batch.
 
-Batched: integrator gd, optimizer sgd (no momentum: no optimizer state), full batch, not
-loss-normalized. Any other member (adaptive, adamw, minibatch, loss-normalized) steps alone in its
-thread, with the others still batched.
+Batched: full batch, not loss-normalized, and either integrator gd with optimizer sgd (no
+momentum: no optimizer state) or the adaptive integrator. Any other member (adamw, minibatch,
+loss-normalized) leaves the batch at its first step and steps alone in its thread, with the
+others still batched.
+
+Data are built once per equal settings (``grokkit.data.full_batch.shared_builds``): the members
+share one copy, moved to the device once, and so the same tensors.
 
 Members are built one at a time (``seed_everything`` and the model's initialization use the
 global RNG): a member builds, evaluates its initialization and hands in its first chunk before the

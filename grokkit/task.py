@@ -243,6 +243,10 @@ class GrokTask(pl.LightningModule):
         """∇L at the net's current parameters, for the adaptive integrator (∇ log L for a
         loss-normalized run, whose log L is kept in ``_log_loss_last``)."""
         x, y = self._train_batch
+        batcher = current_batcher()  # a member of an ensemble: evaluated with the others'
+        grads = batcher.gradient(self, x, y) if batcher is not None else None
+        if grads is not None:
+            return grads
         params = list(self.net.parameters())
         with torch.enable_grad():
             if not self.hparams.lr_normalize_by_loss:

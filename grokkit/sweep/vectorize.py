@@ -7,9 +7,10 @@ Runs go into one batch when they can step together:
 * they differ only in per-member scalars (``MEMBER_KEYS``: α, λ, η and its warm-up, the flow-time
   horizon, the model seed, and what only names or watches a run). Every other parameter (the
   data section, data seed included, the net, the loss, max_steps, eval_points, ...) splits them;
-* their config takes plain gd steps: ``model.integrator=gd``, ``model.optimizer=sgd``, full batch,
-  not loss-normalized (``grokkit.batching.batchable``). Any other run is a batch of one, a plain
-  ``grokkit fit`` process.
+* their config can be batched (``grokkit.batching.batchable``): full batch, not loss-normalized,
+  and plain gd steps (``model.integrator=gd``, ``model.optimizer=sgd``) or the adaptive
+  integrator (each member with its own step sizes and ``model.rtol``). Any other run is a batch
+  of one, a plain ``grokkit fit`` process.
 
 A batch holds at most K runs (default: as many as fit), fewer where the memory estimate
 (``member_bytes``) says K would not fit in half the memory available (the GPU's with ``--gpus``),
@@ -31,6 +32,7 @@ MEMBER_KEYS = (
     "model.lr_warmup_steps",
     "model.lr_warmup_start",
     "model.max_flow_time",
+    "model.rtol",
     "seed_everything",
     "run_dir",
     "checkpoint_every",
@@ -91,15 +93,17 @@ def _probe(spec: SweepSpec, run: SweepRun) -> tuple[str | None, float]:
 
 def member_bytes(task: Any, config: Any) -> float:
     """A rough upper estimate of one member's memory in a batch: its parameters about ten times
-    (its net, the stacked copy, gradient, update, the vmapped forward's intermediates), plus the
+    (its net, the stacked copy, gradient, update, the vmapped forward's intermediates), six more
+    for the adaptive integrator's own vectors (point, gradient, eigenvector, stages), plus the
     Jacobian of an NTK callback's probe (probe_size × parameters)."""
     params = sum(p.numel() * p.element_size() for p in task.net.parameters())
+    copies = 10 + (6 if task.hparams.integrator == "adaptive" else 0)
     probe = 0
     for callback in config.get("trainer", {}).get("callbacks") or []:
         if "NTKAlignment" in str(getattr(callback, "class_path", callback)):
             init = getattr(callback, "init_args", None) or {}
             probe = max(probe, int(dict(init).get("probe_size", 256) or 256))
-    return float(params * (10 + probe))
+    return float(params * (copies + probe))
 
 
 def _memory_budget(gpu: bool) -> float:
