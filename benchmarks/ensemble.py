@@ -12,16 +12,19 @@ differing in α, λ and the model seed:
   step's X·w is 5 MFLOP, already bound by arithmetic and memory bandwidth for one run; the
   ensemble turns K matrix-vector products into one matrix product X·W.
 
-Prints one line per workload::
+Prints one line per workload, e.g. (2 cores, docs/performance.md)::
 
-    E5 d=97 K=16 steps=3000: sequential 41.2 s, vectorized 6.1 s, ratio 6.75 (gd steps 0.9 ->
-    6.3 GFLOP/s; peak 1024^2 matmul 60 GFLOP/s), max per-member difference 3e-07
+    E5 d=97 K=16 steps=10000: sequential 210.7 s, vectorized 98.3 s, ratio 2.14 (gd steps
+    0.8 -> 1.8 GFLOP/s), max per-member difference 2.3e-01 (13/16 members <= 1e-4)
 
-ratio: throughput vectorized / sequential; GFLOP/s: the gradient steps' arithmetic (forward and
-backward, counted by hand) per second of the whole runs; max per-member difference: the largest
-relative difference of any metrics.csv value between a member and its single run.
+ratio: throughput vectorized / sequential; GFLOP/s: the gradient evaluations' arithmetic
+(forward and backward, counted by hand) per second of the whole runs; max per-member
+difference: the largest difference of any metrics.csv value between a member and its single
+run, relative to that column's largest value.
 
-``--grid``: the E1 paper grid instead (sweeps/e1_alpha_wd_grid_paper.yaml: 36 runs at d = 10^5,
+``--adaptive``: the same runs with the adaptive integrator (each to the flow time its gd run
+would reach; GFLOP/s then counts its gradient evaluations). ``--grid``: the E1 paper grid
+instead (sweeps/e1_alpha_wd_grid_paper.yaml: 36 runs at d = 10^5,
 configs/paper/e1_sparse_grokking.yaml) as one batch; ``--gpu``: that grid on the GPU, vectorized
 once with CUDA graphs (the default there) and once without. ``--sequential N`` times the
 sequential side on the first N runs only and scales it to all (a run's cost does not depend on
@@ -48,6 +51,7 @@ sys.path.insert(0, str(REPO))
 from grokkit import batching  # noqa: E402
 from grokkit.cli import main  # noqa: E402
 from grokkit.ensemble import run_members  # noqa: E402
+from grokkit.rundir import read_summary  # noqa: E402
 
 ALPHAS = (3, 10, 30)
 WORKLOADS = {
@@ -149,11 +153,18 @@ def measure(
     worst, close = max(differences), sum(d <= 1e-4 for d in differences)
     d = _option(extra, "--data.d", 97 if name == "E5" else 10_000)
     n = _option(extra, "--data.n_train", 256) if name == "E1" else _e5_train_size(d)
-    work = flops(n, d) * steps * members / 1e9
+    evaluations = sum(  # gd: one per step; adaptive: its stages, rejections and ρ probes
+        read_summary(root / name / "vectorized" / str(i))["gradient_evaluations"]
+        for i in range(members)
+    )
+    work = flops(n, d) * evaluations / 1e9
     extrapolated = "" if len(alone) == members else f" (from {len(alone)} runs)"
+    adaptive = "--model.integrator=adaptive" in extra
+    label = "gradient evaluations" if adaptive else "gd steps"
     return (
-        f"{name} d={d} K={members} steps={steps}: sequential {sequential:.1f} s{extrapolated}, "
-        f"vectorized {vectorized:.1f} s, ratio {sequential / vectorized:.2f} (gd steps "
+        f"{name}{' adaptive' if adaptive else ''} d={d} "
+        f"K={members} steps={steps}: sequential {sequential:.1f} s{extrapolated}, "
+        f"vectorized {vectorized:.1f} s, ratio {sequential / vectorized:.2f} ({label} "
         f"{work / sequential:.1f} -> {work / vectorized:.1f} GFLOP/s), max per-member "
         f"difference {worst:.1e} ({close}/{len(alone)} members <= 1e-4)",
         vectorized,
@@ -175,6 +186,9 @@ def main_bench() -> None:
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--only", choices=sorted(WORKLOADS), default=None)
     parser.add_argument("--grid", action="store_true", help="the E1 paper grid as one batch")
+    parser.add_argument(
+        "--adaptive", action="store_true", help="the adaptive integrator (to its horizon)"
+    )
     parser.add_argument("--gpu", action="store_true", help="the E1 paper grid on the GPU")
     parser.add_argument("--d", type=int, default=100_000, help="the grid's d (default: paper's)")
     parser.add_argument(
@@ -199,7 +213,8 @@ def main_bench() -> None:
                 (alphas[i % len(alphas)], decays[i // len(alphas) % len(decays)], i)
                 for i in range(args.members)
             ]
-            line, _ = measure(name, config, points, args.steps, [], root, args.sequential)
+            extra = ["--model.integrator=adaptive"] if args.adaptive else []
+            line, _ = measure(name, config, points, args.steps, extra, root, args.sequential)
             print(line, flush=True)
 
 
