@@ -106,3 +106,31 @@ def test_a_self_hosted_server_key_counts_as_configured(monkeypatch):
     netrc.chmod(0o600)
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     assert resolve_mode(WandbSettings()) == "online"
+
+
+def test_ensemble_members_each_log_their_own_run_in_one_group(monkeypatch):
+    from grokkit.ensemble import run_members
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    members = [
+        [*TINY, f"--run_dir=runs/m{i}", f"--seed_everything={i}", "--wandb.group=grid"]
+        for i in range(2)
+    ]
+    assert run_members(members) == [0, 0]
+    ids = set()
+    for i in range(2):
+        run_dir = Path(f"runs/m{i}")
+        (path,) = offline_files(run_dir)
+        found = list(records(path))
+        (run,) = [r.run for r in found if r.WhichOneof("record_type") == "run"]
+        assert run.run_group == "grid" and run.run_id == (run_dir / "wandb_id").read_text().strip()
+        ids.add(run.run_id)
+        # the member's own rows, all of them, and only them
+        rows = [h for h in history(path) if "train/loss" in h]
+        metrics = [line.split(",") for line in (run_dir / "metrics.csv").read_text().split()]
+        column = metrics[0].index("train/loss")
+        assert [row["_step"] for row in rows] == [m[0] for m in metrics[1:]]
+        assert [float(row["train/loss"]) for row in rows] == pytest.approx(
+            [float(m[column]) for m in metrics[1:]], rel=1e-6
+        )
+    assert len(ids) == 2
