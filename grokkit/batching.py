@@ -1,7 +1,8 @@
 """The shared gradient steps of a vectorized ensemble (``grokkit.ensemble`` runs the members):
-a member's gd chunk goes to the process's ``Batcher``, which steps every member with the same data,
-net structure, loss and chunk as one stacked computation. See ``grokkit.ensemble`` for the whole
-design; this module is the part the task sees (``current_batcher``), below the run machinery.
+a gd member's chunk of steps, or an adaptive member's gradient evaluation, goes to the process's
+``Batcher``, which runs every member with the same data, net structure and loss (and, for gd, the
+same chunk) as one stacked computation. See ``grokkit.ensemble`` for the whole design; this
+module is the part the task sees (``current_batcher``), below the run machinery.
 """
 
 import threading
@@ -50,7 +51,7 @@ def _group_key(task: Any, x: torch.Tensor, y: torch.Tensor) -> tuple:
 
 
 @dataclass
-class _Request:
+class _Chunk:
     """One member's chunk: steps [start, stop) on the train split (x, y)."""
 
     task: Any
@@ -106,7 +107,7 @@ class Batcher:
     def __init__(self, members: int) -> None:
         self._cond = threading.Condition()
         self._live = members  # member threads that have not left
-        self._pending: list[_Request | _Gradient] = []
+        self._pending: list[_Chunk | _Gradient] = []
         self._build = threading.Lock()  # one member builds at a time (global RNG)
         self.tasks: list[Any] = []  # every member task seen (for stop requests)
         self.stopping = False
@@ -139,7 +140,7 @@ class Batcher:
         cannot be batched leaves and gets ``start`` back: it takes its steps itself."""
         if self._solo(task):
             return start
-        request = _Request(task, x, y, start, stop)
+        request = _Chunk(task, x, y, start, stop)
         self._hand_in(task, request)
         return start + request.steps
 
@@ -166,7 +167,7 @@ class Batcher:
             return True
         return False
 
-    def _hand_in(self, task: Any, request: "_Request | _Gradient") -> None:
+    def _hand_in(self, task: Any, request: "_Chunk | _Gradient") -> None:
         """Add ``request`` to the round; run the round if it is now complete; wait until done."""
         with self._cond:
             if task not in self.tasks:
@@ -190,14 +191,14 @@ class Batcher:
             task.stop_requested = True
 
     # --- the batch -----------------------------------------------------------------------------
-    def _take_if_complete(self) -> list[_Request | _Gradient]:
+    def _take_if_complete(self) -> list[_Chunk | _Gradient]:
         """(Under the lock.) The pending requests, taken, if every live member has handed one in."""
         if self._pending and len(self._pending) >= self._live:
             batch, self._pending = self._pending, []
             return batch
         return []
 
-    def _run(self, batch: list[_Request | _Gradient]) -> None:
+    def _run(self, batch: list[_Chunk | _Gradient]) -> None:
         """Run the batch's groups one after the other; every member is woken, however it went
         (an error reaches each member of its group, in the member's own thread)."""
         try:
@@ -206,7 +207,7 @@ class Batcher:
                 groups.setdefault(request.key(), []).append(request)
             for group in groups.values():
                 try:
-                    (run_group if isinstance(group[0], _Request) else run_gradients)(group)
+                    (run_group if isinstance(group[0], _Chunk) else run_gradients)(group)
                 except BaseException as exc:  # noqa: BLE001 — handed to each member's thread
                     for request in group:
                         request.error = exc
@@ -292,7 +293,7 @@ def run_gradients(group: list[_Gradient]) -> None:
         request.grads = tuple(g[i] for g in grads.values())
 
 
-def run_group(group: list[_Request]) -> None:
+def run_group(group: list[_Chunk]) -> None:
     """Take every member's planned steps of the chunk as one stacked computation: each step
     θ ← θ − η_k(∇L + λ_k θ) (torch SGD's coupled weight decay, per member k)."""
     for request in group:
@@ -384,7 +385,7 @@ def _unstack(params: dict[str, torch.Tensor], k: int) -> list[dict[str, torch.Te
     return [{n: p[i] for n, p in params.items()} for i in range(k)]
 
 
-def _write_back(request: _Request, values: dict[str, torch.Tensor], step: int) -> None:
+def _write_back(request: _Chunk, values: dict[str, torch.Tensor], step: int) -> None:
     """The member's parameters, steps, flow time and last step size, as its run alone leaves
     them (t summed step by step in the same order: the same float)."""
     task = request.task
