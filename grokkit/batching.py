@@ -111,7 +111,7 @@ class Batcher:
         self._build = threading.Lock()  # one member builds at a time (global RNG)
         self.tasks: list[Any] = []  # every member task seen (for stop requests)
         self.stopping = False
-        self.batches = 0  # stacked chunks run (for tests and benchmarks)
+        self.batches = 0  # stacked groups run: gd chunks and gradient rounds (tests, benchmarks)
 
     # --- member threads ------------------------------------------------------------------------
     def start_building(self) -> None:
