@@ -193,10 +193,20 @@ def test_matrix_factorization_forward_is_the_matrix_entry():
     u, v = net.u.detach(), net.v.detach()
     w = u @ u.T - v @ v.T
     x = all_pairs(d)[torch.randperm(d * d, generator=torch.Generator().manual_seed(0))]
-    with torch.no_grad():
-        out = net(x)
     expected = torch.stack([w[i, j] for i, j in x.tolist()])
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    # evaluation reads a batch of more than d entries off W; training (autograd on) and small
+    # batches gather rows: the same entries either way
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(net(x[:d]), expected[:d], rtol=1e-12, atol=1e-12)
+    out = net(x)
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-12, atol=1e-12)
+    out.sum().backward()  # each entry (i, j) sends u_j to row i of ∇_U and u_i to row j
+    grad_u = torch.zeros(d, d, dtype=torch.double)
+    for i, j in x.tolist():
+        grad_u[i] += u[j]
+        grad_u[j] += u[i]
+    torch.testing.assert_close(net.u.grad, grad_u)
     torch.testing.assert_close(net.matrix().detach(), w)
 
 

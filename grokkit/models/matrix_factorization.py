@@ -44,6 +44,10 @@ class MatrixFactorization(HomogeneousNet):
         # F.embedding, not self.u[i]: indexing's CPU backward adds rows with atomics from several
         # threads, in an order (and so a rounding) that changes from run to run
         i, j = x[:, 0], x[:, 1]
+        if not torch.is_grad_enabled() and len(x) > self.u.shape[0]:
+            # evaluation: read the entries off W (2d³ multiply-adds) rather than gather 4 rows
+            # of d per entry (E5's 8 939 test entries: ~35x faster); equal up to rounding
+            return self.matrix()[i, j]
         u_i, u_j = F.embedding(i, self.u), F.embedding(j, self.u)
         v_i, v_j = F.embedding(i, self.v), F.embedding(j, self.v)
         return (u_i * u_j).sum(-1) - (v_i * v_j).sum(-1)
