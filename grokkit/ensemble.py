@@ -4,13 +4,17 @@ Each member is a whole ``grokkit fit`` (its own GrokTask, Trainer, callbacks, ru
 checkpoints and W&B run), run in a thread of its own. Only the gradient steps are shared: a gd
 member's training step hands its chunk (start step, next evaluation step) to the process's
 ``Batcher`` instead of stepping itself. Once every live member has handed in a chunk (or left:
-finished, failed, diverged, stopped, or unbatchable and stepping alone), the batcher runs each
-group of members with the same data tensors, net structure, loss and chunk as ONE computation:
-the members' parameters stacked along a new leading axis, ``torch.func.vmap(grad(loss))`` over the
-shared data (for the diagonal net a matrix product X·W instead of K matrix-vector products), and
-plain gradient descent with each member's own step size η(step) (warm-up included), weight decay
-λ, flow time t = Σ η, flow-time horizon and stop request. The parameters go back into each
-member's net and the members record their rows (evaluation, callbacks, loggers) as usual.
+finished, failed, diverged, stopped, or unbatchable and stepping alone), the batcher, on the
+process's main thread, runs each group of members with the same data tensors, net structure,
+loss and chunk as ONE computation: the members' parameters stacked along a new leading axis,
+``torch.func.vmap(grad(loss))`` over the shared data (for the diagonal net a matrix product X·W
+instead of K matrix-vector products; for E5's matrix factorization a hand-written step,
+``grokkit.batching.stacking``), and plain gradient descent with each member's own step size
+η(step) (warm-up included), weight decay λ, flow time t = Σ η, flow-time horizon and stop
+request. The parameters go back into each
+member's net and the members record their rows (evaluation, callbacks, loggers) as usual, each
+on one thread (the main thread's stacked steps get the process's threads; an unbatchable member
+steps alone on its one thread too).
 
 An adaptive member (``model.integrator: adaptive``) keeps its own integrator (step sizes, stages,
 rejections, ρ estimates, flow time, landing on its own evaluation times) and hands in each
@@ -47,7 +51,7 @@ from typing import IO, Any
 
 import torch
 
-from grokkit.batching import Batcher, join
+from grokkit.batching import Batcher, join, pin_threads
 from grokkit.data.full_batch import shared_builds
 
 # ---- running the members ---------------------------------------------------------------------
@@ -90,11 +94,13 @@ def run_members(
     streams = [_ThreadStreams(sys.stdout), _ThreadStreams(sys.stderr)]
     files = [open(p, "a") if p is not None else None for p in logs]  # noqa: SIM115
 
-    threads_per_op = torch.get_num_threads()  # (a new thread starts with OpenMP's default)
+    per_op = torch.get_num_threads()  # the stacked rounds get them (on this thread)
 
     def member(i: int) -> None:
         join(batcher)
-        torch.set_num_threads(threads_per_op)
+        # the member's own work on one thread; the stacked rounds, on the serving thread, get
+        # the process's (see Batcher: one OpenMP pool per thread)
+        pin_threads(1)
         if files[i] is not None:
             for s in streams:
                 s.by_thread[threading.get_ident()] = files[i]
@@ -113,9 +119,9 @@ def run_members(
         with shared_builds():  # one copy of equal data in the process
             for thread in threads:
                 thread.start()
+            batcher.serve(per_op)  # until every member has left (signal handlers run in between)
             for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)  # (a signal handler runs between joins)
+                thread.join()
     finally:
         sys.stdout, sys.stderr = saved
         for f in files:

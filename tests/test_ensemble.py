@@ -319,8 +319,9 @@ def test_ensemble_command_needs_its_members_file(tmp_path, bad):
 
 
 def test_the_matrix_factorization_gradient_is_autograd_s():
-    """E5's hand-written stacked gradient against autograd through the net, member by member."""
-    from grokkit.batching import matrix_factorization_mse_gradient
+    """E5's hand-written stacked step (in A = U + V, B = U − V) against autograd through the net,
+    member by member, and gd in those coordinates against gd on (U, V)."""
+    from grokkit.batching import stacking
     from grokkit.data import MatrixCompletionData
     from grokkit.models import MatrixFactorization
     from grokkit.objectives import mse_loss
@@ -333,8 +334,18 @@ def test_the_matrix_factorization_gradient_is_autograd_s():
     for net, alpha in zip(nets, (1.0, 2.0, 0.5), strict=True):
         net.scale_init_(alpha)
     stacked = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in nets]) for n in "uv"}
-    got = matrix_factorization_mse_gradient(stacked, {}, x, y)
-    for k, net in enumerate(nets):
-        want = torch.autograd.grad(mse_loss(net(x), y), [net.u, net.v])
+    coordinates = stacking(nets[0], "mse", mse_loss)
+    got = coordinates.gradient(stacked, {}, x, y)
+    wants = [torch.autograd.grad(mse_loss(net(x), y), [net.u, net.v]) for net in nets]
+    for k, want in enumerate(wants):
         torch.testing.assert_close(got["u"][k], want[0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got["v"][k], want[1], rtol=1e-5, atol=1e-6)
+    # one gd step with weight decay λ in (A, B), decoded, is the step on (U, V)
+    eta, decay = 0.05, 0.01
+    ab = coordinates.encode(stacked)
+    step = coordinates.direction(ab, {}, x, y)
+    moved = coordinates.decode({n: ab[n] - eta * (step[n] + decay * ab[n]) for n in ab})
+    for k, want in enumerate(wants):
+        for n, g in zip("uv", want, strict=True):
+            expected = stacked[n][k] - eta * (g + decay * stacked[n][k])
+            torch.testing.assert_close(moved[n][k], expected, rtol=1e-5, atol=1e-6)
