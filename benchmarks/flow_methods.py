@@ -18,7 +18,28 @@ E3 (``--e3``), paper Fig. 2b at its own scale (p = 97, 40% train, width 1024, W2
 same state, each method's gradient evaluations per unit of λt over a window (capped in
 evaluations, to keep the whole E3 part to a few minutes of CPU).
 
+E1 ensemble (``--ensemble``): K = 16 quickstart-sized E1 members, α ∈ {16, 64, 256, 1024} ×
+λ ∈ {0.01, 0.02, 0.04, 0.08} (benchmarks/ensemble.py's E1 points), the same data, each from t = 0
+to 600, every gradient evaluation one stacked computation over the members (vmap(grad)), in two
+ways: our K AdaptiveFlows (rtol 1e-3, the default), each with its own step size, stages and time,
+handing their evaluations to one ``grokkit.batching.Batcher`` from a thread each, as ``grokkit
+ensemble`` runs them (a finished member leaves, later rounds are smaller); and one batched
+torchode problem, y of shape (K, P), a step size, time and error test per member (Tsit5, Heun;
+rtol 1e-3, atol 1e-6 as above), whose every round evaluates all K members, finished ones too.
+One line per way:
+  rounds        stacked gradient computations (torchode's n_f_evals, the same for every member)
+  wall          seconds of integration (test accuracy is computed outside the timer)
+  member evals  member gradients computed, summed; in brackets those for a member still
+                integrating (torchode: 2 + new stages per step × its n_steps, rejected included)
+  t_grok err    max over members of |t_grok / t_grok,ref − 1| (t_grok as above: accepted steps;
+                torchode's dense output every Δt = 1)
+  θ(T) err      max over members of ‖θ(T) − θ_ref(T)‖/‖θ_ref(T)‖
+where ref is a float64 torchode dopri5 at rtol 1e-9 with ``--ensemble-reference`` (the
+costliest line), else the first line; then a line per member.
+``--ensemble-members K`` takes the first K points, ``--t-max`` shortens the ensemble's horizon.
+
     .venv/bin/python benchmarks/flow_methods.py [--e3] [--no-e1] [--skip-gd] [--threads N]
+        [--ensemble [--ensemble-members K] [--t-max T] [--ensemble-reference]]
 
 torchdiffeq and torchode are optional (``pip install torchdiffeq torchode``); a method whose
 library is missing prints as failed.
@@ -27,13 +48,17 @@ library is missing prints as failed.
 import argparse
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
+from grokkit.batching import Batcher, pin_threads
 from grokkit.data import ModularArithmeticData, SparseLinearData
 from grokkit.integrators import AdaptiveFlow
 from grokkit.models import DiagonalNet, TwoLayerReLU
@@ -427,19 +452,254 @@ def run_e3() -> None:
                   time.perf_counter() - start, f"s={flow.last_stages}; {p.stats()}"))  # fmt: skip
 
 
+# ---------------------------------------------------------------- E1 ensemble
+
+ENS_ALPHAS, ENS_DECAYS = (16.0, 64.0, 256.0, 1024.0), (0.01, 0.02, 0.04, 0.08)
+ENS_GRID = 1.0  # torchode's dense output: test accuracy every Δt = 1
+ENS_MAX_STEPS = 5_000  # torchode gives up after a member has taken this many (its max_steps)
+
+
+@dataclass(eq=False)
+class _Member:
+    """What ``grokkit.batching.Batcher`` reads of a task (a run without Lightning)."""
+
+    net: DiagonalNet
+    hparams: SimpleNamespace
+    objective: SimpleNamespace
+    stop_requested: bool = False
+
+
+@dataclass
+class EnsembleRow:
+    name: str
+    rounds: int = 0  # stacked gradient computations
+    computed: int = 0  # member gradients computed, summed (rounds × members in a round)
+    useful: int = 0  # of them, for a member still integrating (torchode evaluates all K)
+    wall: float = math.nan
+    t_grok: list[float | None] = field(default_factory=list)
+    final: Tensor | None = None  # (K, P): θ at the horizon
+    steps: list[int] = field(default_factory=list)  # per member: accepted steps
+    evals: list[int] = field(default_factory=list)  # per member: evaluations while integrating
+    failure: str = ""
+
+
+class E1Ensemble:
+    """K quickstart-sized E1 members (benchmarks/ensemble.py's 16 points of α × λ, in its order:
+    α varies fastest), the same data, each from t = 0 to ``t_max``, in ``dtype``."""
+
+    def __init__(self, p: E1, members: int, t_max: float, dtype: torch.dtype = torch.float32):
+        self.p, self.t_max = p, t_max
+        self.x, self.y = p.x.to(dtype), p.y.to(dtype)
+        self.points = [(ENS_ALPHAS[i % 4], ENS_DECAYS[i // 4 % 4]) for i in range(members)]
+        self.lam = torch.tensor([[lam] for _, lam in self.points], dtype=dtype)  # (K, 1)
+        theta0 = [p.theta0.to(dtype) * (a / E1_ALPHA) for a, _ in self.points]
+        self.theta0 = torch.stack(theta0)
+        net = DiagonalNet(p.d)
+
+        def member_loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+            return logistic_loss(torch.func.functional_call(net, params, (x,)), y)
+
+        # vmap(grad) of the net run functionally, as grokkit.batching stacks a DiagonalNet's ∇L
+        self.gradient = torch.func.vmap(torch.func.grad(member_loss), in_dims=(0, None, None))
+
+    def rhs(self, theta: Tensor) -> Tensor:
+        """−∇L_k(θ_k) − λ_k·θ_k for all members at once: (K, P) ↦ (K, P), one vmap(grad)."""
+        d = self.p.d
+        g = self.gradient({"u": theta[:, :d], "v": theta[:, d:]}, self.x, self.y)
+        return -torch.cat([g["u"], g["v"]], dim=1) - self.lam * theta
+
+    def t_grok(self, ts: list[float], ws: Tensor) -> float | None:
+        """Grokking time of one member from its effective weights w = u² − v² at times ts."""
+        margin = self.p.yt * (ws.float() @ self.p.xt.T)  # (len(ts), n_test)
+        accs = ((margin > 0).double() + 0.5 * (margin == 0).double()).mean(1)
+        return crossing(ts, accs.tolist())
+
+
+def ensemble_torchode(ens: E1Ensemble, method: str, rtol: float, atol: float) -> EnsembleRow:
+    """One batched torchode problem, y of shape (K, P): a step size, time and error test per
+    member; every round of the loop evaluates the field of all K members (finished or rejected
+    ones too), as one stacked computation."""
+    import torchode
+
+    name = f"torchode {method} batched rtol={rtol:g} atol={atol:g}"
+    rhs = Counter(ens.rhs)
+    k, d = len(ens.points), ens.p.d
+    grid = torch.arange(0.0, ens.t_max + ENS_GRID / 2, ENS_GRID)
+    term = torchode.ODETerm(lambda t, y: rhs(y))
+    stepper = {"dopri5": torchode.Dopri5, "tsit5": torchode.Tsit5, "heun": torchode.Heun}[method]
+    step_method = stepper(term=term)
+    controller = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
+    solver = torchode.AutoDiffAdjoint(step_method, controller, max_steps=ENS_MAX_STEPS)
+    problem = torchode.InitialValueProblem(
+        y0=ens.theta0, t_start=grid[:1].expand(k), t_end=grid[-1:].expand(k),
+        t_eval=grid.expand(k, -1),
+    )  # fmt: skip
+    start = time.perf_counter()
+    with torch.no_grad():
+        sol = solver.solve(problem)
+    wall = time.perf_counter() - start
+    tableau = step_method.tableau
+    per_step = tableau.n_stages - int(tableau.fsal)  # new evaluations per step
+    steps = sol.stats["n_steps"]  # per member, accepted and rejected, while it ran
+    evals = (2 + per_step * steps).tolist()  # Hairer's initial-step rule takes 2
+    row = EnsembleRow(name, rhs.calls, rhs.calls * k, sum(evals), wall,
+                      steps=sol.stats["n_accepted"].tolist(), evals=evals)  # fmt: skip
+    assert int(sol.stats["n_f_evals"][0]) == rhs.calls  # each member counts every round
+    filled = sol.stats["n_initialized"].tolist()
+    row.t_grok = [
+        ens.t_grok(grid[:n].tolist(), ys[:n, :d] ** 2 - ys[:n, d:] ** 2)
+        for ys, n in zip(sol.ys, filled, strict=True)
+    ]
+    if (sol.status != 0).any() or min(filled) < len(grid):
+        reached = min(grid[max(n - 1, 0)].item() for n in filled)
+        row.failure = f"status {sol.status.unique().tolist()}, t reached {reached:g}"
+    elif not torch.isfinite(sol.ys[:, -1]).all():
+        row.failure = "non-finite state"
+    else:
+        row.final = sol.ys[:, -1].clone()
+    return row
+
+
+def ensemble_adaptive(ens: E1Ensemble, rtol: float) -> EnsembleRow:
+    """K AdaptiveFlow integrators, each with its own step size, stages, time and rejections,
+    every gradient evaluation handed to one ``grokkit.batching.Batcher``, which evaluates those
+    of all live members as one stacked computation (as in ``grokkit ensemble``): a thread per
+    member; a finished member leaves, and later rounds are smaller."""
+    k, d = len(ens.points), ens.p.d
+    batcher = Batcher(k)
+    hparams = SimpleNamespace(integrator="adaptive", optimizer="sgd", batch_size=None,
+                              lr_normalize_by_loss=False, loss="logistic")  # fmt: skip
+    members, flows = [], []
+    for theta0, (_, lam) in zip(ens.theta0, ens.points, strict=True):
+        net = DiagonalNet(d).to(ens.x.dtype)
+        with torch.no_grad():
+            net.u.copy_(theta0[:d])
+            net.v.copy_(theta0[d:])
+        member = _Member(net, hparams, SimpleNamespace(loss=logistic_loss))
+        gradient = partial(batcher.gradient, member, ens.x, ens.y)
+        members.append(member)
+        flows.append(AdaptiveFlow(list(net.parameters()), gradient, weight_decay=lam, rtol=rtol))
+    traces: list[list[tuple[float, Tensor]]] = [[] for _ in range(k)]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        flow, net = flows[i], members[i].net
+        pin_threads(1)  # as grokkit ensemble: the stacked rounds run on the serving thread
+        try:
+            traces[i].append((0.0, net.effective_weight().detach()))
+            while flow.t < ens.t_max:
+                flow.step(ens.t_max)
+                traces[i].append((flow.t, net.effective_weight().detach()))
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the main thread
+            errors.append(exc)
+        finally:
+            batcher.leave()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    batcher.serve(torch.get_num_threads())
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    evals = [f.evaluations for f in flows]
+    row = EnsembleRow(f"AdaptiveFlow x{k} + Batcher rtol={rtol:g}", batcher.batches, sum(evals),
+                      sum(evals), wall, steps=[f.accepted for f in flows], evals=evals)  # fmt: skip
+    row.t_grok = [ens.t_grok([t for t, _ in tr], torch.stack([w for _, w in tr])) for tr in traces]
+    row.final = torch.stack([torch.cat([m.net.u, m.net.v]).detach() for m in members])
+    return row
+
+
+def max_rel_diff(a: list[float | None], b: list[float | None]) -> str:
+    """max over members of |a/b − 1| (members where either never groks are left out)."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    skipped = len(a) - len(pairs)
+    worst = f"{100 * max(abs(x / y - 1) for x, y in pairs):.2f}%" if pairs else "-"
+    return worst + (f" ({skipped} never)" if skipped else "")
+
+
+def run_ensemble(members: int, t_max: float, reference: bool) -> None:
+    """--ensemble: K AdaptiveFlows on one Batcher against batched torchode solves; errors are
+    measured against a float64 torchode dopri5 at rtol 1e-9 (``reference``), or else against
+    the first line (AdaptiveFlow)."""
+    p = E1()
+    ens = E1Ensemble(p, members, t_max)
+    start = time.perf_counter()
+    for _ in range(10):
+        ens.rhs(ens.theta0)
+    per_round = 1e3 * (time.perf_counter() - start) / 10
+    print(f"\nE1 ensemble: K={members} members to t={t_max:g}; one stacked gradient of all K "
+          f"{per_round:.1f} ms")  # fmt: skip
+    runs: list[tuple[str, Callable[[], EnsembleRow]]] = [
+        ("AdaptiveFlow", lambda: ensemble_adaptive(ens, 1e-3)),
+        *[(f"torchode {m}", lambda m=m: ensemble_torchode(ens, m, 1e-3, 1e-6))
+          for m in ("tsit5", "heun")],
+    ]  # fmt: skip
+    if reference:
+        ens64 = E1Ensemble(p, members, t_max, torch.float64)
+        runs.append(("reference", lambda: ensemble_torchode(ens64, "dopri5", 1e-9, 1e-12)))
+    rows = []
+    for name, run in runs:
+        try:
+            rows.append(run())
+        except Exception as exc:  # a method that cannot run is a result too
+            rows.append(EnsembleRow(name, failure=f"{type(exc).__name__}: {exc}"[:80]))
+    ref = rows[-1] if reference and rows[-1].final is not None else rows[0]
+    print(f"errors against: {ref.name}")
+    print(f"{'E1 ensemble method':44s} {'rounds':>6s} {'member evals':>17s} {'wall s':>7s} "
+          f"{'max t_grok err':>15s} {'max θ(T) err':>12s}")  # fmt: skip
+    errors = []
+    for r in rows:
+        errors.append([math.nan] * members)
+        if r.final is not None and ref.final is not None:
+            errors[-1] = (r.final.double() - ref.final.double()).norm(dim=1).div(
+                ref.final.double().norm(dim=1)).tolist()  # fmt: skip
+        if r.failure and r.final is None and not r.t_grok:
+            print(f"{r.name:44s} failed ({r.failure})", flush=True)
+            continue
+        tg = max_rel_diff(r.t_grok, ref.t_grok) if ref.t_grok else "-"
+        evals = f"{r.computed} ({r.useful})"
+        print(f"{r.name:44s} {r.rounds:6d} {evals:>17s} {r.wall:7.2f} {tg:>15s} "
+              f"{max(errors[-1]):12.1e}" + (f"  failed ({r.failure})" if r.failure else ""),
+              flush=True)  # fmt: skip
+    print("per member: alpha lambda | t_grok, accepted steps/evaluations while integrating, "
+          "θ(T) err of each line above that ran")  # fmt: skip
+    for i, (alpha, lam) in enumerate(ens.points):
+        cells = [
+            (f"{r.t_grok[i]:6.1f}" if r.t_grok and r.t_grok[i] is not None else f"{'never':>6s}")
+            + f" {r.steps[i]:4d}/{r.evals[i]:<5d}{err[i]:7.1e}"
+            for r, err in zip(rows, errors, strict=True)
+            if r.t_grok
+        ]
+        print(f"  {alpha:6g} {lam:5g} | " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--e3", action="store_true", help="also measure E3's start (minutes)")
     parser.add_argument("--skip-gd", action="store_true", help="skip the 60 000-step GD run")
     parser.add_argument("--no-e1", action="store_true", help="skip E1")
+    parser.add_argument("--ensemble", action="store_true", help="also measure the E1 ensemble")
+    parser.add_argument("--ensemble-members", type=int, default=16, help="K (1 to 16)")
+    parser.add_argument(
+        "--ensemble-reference", action="store_true", help="float64 dopri5 rtol 1e-9 reference"
+    )
+    parser.add_argument("--t-max", type=float, default=E1_T, help="the ensemble's horizon")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if not 1 <= args.ensemble_members <= len(ENS_ALPHAS) * len(ENS_DECAYS):
+        parser.error("--ensemble-members must be between 1 and 16")
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_e1:
         run_e1(args.skip_gd)
     if args.e3:
         run_e3()
+    if args.ensemble:
+        run_ensemble(args.ensemble_members, args.t_max, args.ensemble_reference)
 
 
 if __name__ == "__main__":
