@@ -12,15 +12,17 @@ differing in α, λ and the model seed:
   step's X·w is 5 MFLOP, already bound by arithmetic and memory bandwidth for one run; the
   ensemble turns K matrix-vector products into one matrix product X·W.
 
-Prints one line per workload, e.g. (2 cores, docs/performance.md)::
+Each run is as long as its config makes it (trainer.max_steps: E5 30 000 steps, E1 60 000;
+``--steps`` sets another length). Prints one line per workload, e.g. (2 cores,
+docs/performance.md)::
 
-    E5 d=97 K=16 steps=10000: sequential 210.7 s, vectorized 98.3 s, ratio 2.14 (gd steps
-    0.8 -> 1.8 GFLOP/s), max per-member difference 2.3e-01 (13/16 members <= 1e-4)
+    E5 d=97 K=16 steps=30000: sequential 398.7 s, vectorized 75.7 s, ratio 5.26 (gd steps
+    1.3 -> 6.9 GFLOP/s), max per-member difference 1.3e-01 (12/16 members <= 1e-4; ...)
 
 ratio: throughput vectorized / sequential; GFLOP/s: the gradient evaluations' arithmetic
 (forward and backward, counted by hand) per second of the whole runs; max per-member
 difference: the largest difference of any metrics.csv value between a member and its single
-run, relative to that column's largest value.
+run, relative to that column's largest value; the members beyond 1e-4 are listed by (α, λ).
 
 ``--adaptive``: the same runs with the adaptive integrator (each to the flow time its gd run
 would reach; GFLOP/s then counts its gradient evaluations). ``--grid``: the E1 paper grid
@@ -30,7 +32,7 @@ once with CUDA graphs (the default there) and once without. ``--sequential N`` t
 sequential side on the first N runs only and scales it to all (a run's cost does not depend on
 how many came before it): the paper grid one after another is most of an hour.
 
-    .venv/bin/python benchmarks/ensemble.py [--steps 3000] [--members 16] [--only E5]
+    .venv/bin/python benchmarks/ensemble.py [--steps N] [--members 16] [--only E5]
     python benchmarks/ensemble.py --gpu --steps 20000 --sequential 4
 """
 
@@ -44,6 +46,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -151,6 +154,11 @@ def measure(
         for i in range(len(alone))
     ]
     worst, close = max(differences), sum(d <= 1e-4 for d in differences)
+    apart = ", ".join(  # the members beyond rounding, as (α, λ): where to look
+        f"α={points[i][0]:g} λ={points[i][1]:g}: {d:.1e}"
+        for i, d in enumerate(differences)
+        if d > 1e-4
+    )
     d = _option(extra, "--data.d", 97 if name == "E5" else 10_000)
     n = _option(extra, "--data.n_train", 256) if name == "E1" else _e5_train_size(d)
     evaluations = sum(  # gd: one per step; adaptive: its stages, rejections and ρ probes
@@ -166,7 +174,8 @@ def measure(
         f"K={members} steps={steps}: sequential {sequential:.1f} s{extrapolated}, "
         f"vectorized {vectorized:.1f} s, ratio {sequential / vectorized:.2f} ({label} "
         f"{work / sequential:.1f} -> {work / vectorized:.1f} GFLOP/s), max per-member "
-        f"difference {worst:.1e} ({close}/{len(alone)} members <= 1e-4)",
+        f"difference {worst:.1e} ({close}/{len(alone)} members <= 1e-4"
+        + (f"; {apart})" if apart else ")"),
         vectorized,
     )
 
@@ -180,9 +189,23 @@ def _e5_train_size(d: int) -> int:
     return min(max(1, round(0.05 * d * d)), d * d - 1)
 
 
+def config_steps(config: Path) -> int:
+    """The config's own run length (its trainer.max_steps)."""
+    return int(yaml.safe_load(config.read_text())["trainer"]["max_steps"])
+
+
+GRID_STEPS = 3000  # the paper grid's own 2·10^6 steps are hours even on a GPU
+
+
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per run (default: each config's own trainer.max_steps, the runs it makes: "
+        f"E5 30 000, E1 60 000; the grid {GRID_STEPS})",
+    )
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--only", choices=sorted(WORKLOADS), default=None)
     parser.add_argument("--grid", action="store_true", help="the E1 paper grid as one batch")
@@ -214,7 +237,8 @@ def main_bench() -> None:
                 for i in range(args.members)
             ]
             extra = ["--model.integrator=adaptive"] if args.adaptive else []
-            line, _ = measure(name, config, points, args.steps, extra, root, args.sequential)
+            steps = args.steps or config_steps(config)
+            line, _ = measure(name, config, points, steps, extra, root, args.sequential)
             print(line, flush=True)
 
 
@@ -223,7 +247,8 @@ def grid(args: argparse.Namespace, root: Path) -> None:
     one batch; on a GPU also with its CUDA graphs off, for what the graphs bring."""
     points = [(a, wd, seed) for a in PAPER_ALPHAS for wd in PAPER_DECAYS for seed in (0, 1, 2)]
     extra = [f"--data.d={args.d}", f"--trainer.accelerator={'gpu' if args.gpu else 'cpu'}"]
-    line, graphed = measure("E1", PAPER_E1, points, args.steps, extra, root, args.sequential)
+    steps = args.steps or GRID_STEPS
+    line, graphed = measure("E1", PAPER_E1, points, steps, extra, root, args.sequential)
     print(line + (" [CUDA graphs]" if args.gpu else ""), flush=True)
     if args.gpu:
         batching.CUDA_GRAPHS = False
@@ -231,7 +256,7 @@ def grid(args: argparse.Namespace, root: Path) -> None:
         codes = run_members(
             [
                 [
-                    *member_args(PAPER_E1, a, wd, s, args.steps, extra),
+                    *member_args(PAPER_E1, a, wd, s, steps, extra),
                     f"--run_dir={root / f'eager{i}'}",
                 ]
                 for i, (a, wd, s) in enumerate(points)
