@@ -110,3 +110,27 @@ def test_other_nets_are_compared_with_the_initial_ntk_kernel_predictor():
     assert main([*argv[:-1], "--run_dir=runs/dg2", "--trainer.max_steps=2",
                  "--trainer.callbacks.kernel_budget=1000"]) == 0  # fmt: skip
     assert "references" not in load("runs/dg2/summary.json")
+
+
+def test_references_that_only_depend_on_the_data_are_solved_once_per_process(monkeypatch):
+    """The diagonal net's margins and the completions depend on the data alone: runs of one
+    process (an ensemble's members) with equal data share one solve; other data solve again."""
+    from grokkit.callbacks import probes
+
+    solves = []
+
+    def counted(task, batch, budget):
+        solves.append(task.hparams.alpha)
+        return compute(task, batch, budget)
+
+    compute = probes.compute_references
+    monkeypatch.setattr(probes, "_DATA_ONLY", {})
+    monkeypatch.setattr(probes, "compute_references", counted)
+    short = [*SMALL_E1_GROKS, "--trainer.max_steps=5"]
+    for i, extra in enumerate(
+        (["--model.alpha=4"], ["--model.alpha=16"], ["--model.alpha=16", "--data.seed=7"])
+    ):
+        assert main(["fit", *short, *extra, f"--run_dir=runs/shared{i}"]) == 0
+    assert solves == [4, 16]  # the second run reused the first's; the third has other data
+    first, second = (load(f"runs/shared{i}/summary.json")["references"] for i in (0, 1))
+    assert first == second

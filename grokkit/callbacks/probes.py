@@ -8,6 +8,7 @@ directory (``theory/references.npz`` and ``theory/references.json``); a resumed 
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class ImplicitBiasProbe(EvaluationCallback):
             self.references, self.arrays = {}, {}
             say("probe: no cached kernel reference to resume from; skipped", to_stderr=True)
             return
-        self.references, self.arrays = compute_references(task, batch, self.kernel_budget)
+        self.references, self.arrays = _references(task, batch, self.kernel_budget, digest)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.savez(cache / "references.npz", **self.arrays)
@@ -133,6 +134,30 @@ class ImplicitBiasProbe(EvaluationCallback):
                 if v.dtype.kind == "f"
             }
         return self.tensors
+
+
+# References that depend on the data and the net's kind alone (not on its parameters), per
+# process: the members of an ensemble, which share their data, solve them once (E5's
+# min-nuclear-norm completion takes ~6 s).
+_DATA_ONLY: dict[tuple, tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]] = {}
+_DATA_ONLY_LOCK = threading.Lock()
+
+
+def _references(
+    task: pl.LightningModule, batch: Batch, kernel_budget: float, digest: str
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """``compute_references``, solved once per process for equal data where the net's
+    parameters do not enter (the diagonal net's margins, the matrix completions)."""
+    net = task.net
+    if not isinstance(net, DiagonalNet | MatrixFactorization):
+        return compute_references(task, batch, kernel_budget)
+    shape = tuple(next(net.parameters()).shape)
+    key = (digest, type(net), getattr(net, "degree", None), shape, task.hparams.loss)
+    with _DATA_ONLY_LOCK:  # the other members wait for the first one's solve
+        if key not in _DATA_ONLY:
+            _DATA_ONLY[key] = compute_references(task, batch, kernel_budget)
+        references, arrays = _DATA_ONLY[key]
+    return dict(references), dict(arrays)
 
 
 def compute_references(
