@@ -16,7 +16,8 @@ _CPU_BLOCK_BYTES = 8 * 2**20
 def empirical_ntk(net: torch.nn.Module, x: Tensor, max_bytes: int = 256 * 2**20) -> Tensor:
     """The empirical (trace) NTK of ``net`` on the probe inputs ``x``: a float64 (n, n) CPU
     tensor. In closed form where the net has one (a ``trace_ntk(x)`` method: the
-    two-layer ReLU net and the MLP), from Jacobians otherwise (``jacobian_ntk``)."""
+    two-layer ReLU net, the MLP and the matrix factorization), from Jacobians otherwise
+    (``jacobian_ntk``)."""
     closed_form = getattr(net, "trace_ntk", None)
     if closed_form is not None and all(p.requires_grad for p in net.parameters()):
         return closed_form(x).to(torch.float64).cpu()

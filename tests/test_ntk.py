@@ -101,6 +101,8 @@ def test_matrix_factorization_ntk_matches_hand_derived_gradients():
             closed = closed + (j == n) * g[i, m]
             assert k[a, b].item() == pytest.approx(closed.item(), abs=1e-10)
     assert k[0, 0].item() == pytest.approx(4 * g[0, 0].item(), abs=1e-10)
+    # empirical_ntk took the net's closed form; the Jacobian path agrees with it
+    torch.testing.assert_close(jacobian_ntk(net, pairs), net.trace_ntk(pairs), rtol=0, atol=1e-10)
 
 
 def _naive_trace_ntk(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,25 @@ class MatrixFactorization(HomogeneousNet):
     def matrix(self) -> torch.Tensor:
         return self.u @ self.u.T - self.v @ self.v.T
 
+    def trace_ntk(self, x: torch.Tensor) -> torch.Tensor:
+        """The NTK on the index pairs ``x`` in closed form (float64): ∂W_ij/∂U = e_i u_jᵀ +
+        e_j u_iᵀ and ∂W_ij/∂V = −(e_i v_jᵀ + e_j v_iᵀ), so K((i, j), (k, l)) = δ_ik G_jl +
+        δ_il G_jk + δ_jk G_il + δ_jl G_ik with G = UUᵀ + VVᵀ: d³ + n² work instead of n
+        Jacobians of 2d² entries (~50 ms a row for E5's 128 probe points)."""
+        u, v = self.u.detach().double(), self.v.detach().double()
+        g = u @ u.T + v @ v.T
+        i, j = x[:, 0], x[:, 1]
+
+        def same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return (a[:, None] == b[None, :]).double()
+
+        return (
+            same(i, i) * g[j][:, j]
+            + same(i, j) * g[j][:, i]
+            + same(j, i) * g[i][:, j]
+            + same(j, j) * g[i][:, i]
+        )
+
     def check_input(self, x: torch.Tensor) -> None:
         d = self.u.shape[0]
         require(
