@@ -106,11 +106,12 @@ class Batcher:
     ``leave`` when its run ends, however it ends (``run_members`` does), or the round would wait
     for it forever.
 
-    Why one serving thread: with OpenMP, every thread that runs a parallel operation keeps a
-    pool of worker threads, and once the pools outnumber the cores their workers stop
-    spin-waiting and sleep between operations. Stacked steps run from 16 member threads in turn
-    took 1.6 ms where the same step on one thread took 0.9 (E5, 2 cores); members therefore run
-    their own work on one thread each (``run_members``) and only the serving thread is parallel.
+    Why one serving thread, the main one: under torch's OpenMP, a parallel operation started
+    from any thread but the process's main one cost several times more here (a multiply-add on
+    16x97x97 floats: 80 us against 14, 2 cores; the same 21 us on one thread), and member
+    threads that ran parallel operations of their own slowed the main thread's too. So the
+    main thread runs every round on the process's threads and members run their own work on
+    one thread each (``run_members``): E5's stacked step went from 1.9 to 1.1 ms.
     """
 
     def __init__(self, members: int) -> None:
