@@ -58,7 +58,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from grokkit.batching import Batcher, pin_threads
+from grokkit.batching import Batcher, pin_threads, stacking
 from grokkit.data import ModularArithmeticData, SparseLinearData
 from grokkit.integrators import AdaptiveFlow
 from grokkit.models import DiagonalNet, TwoLayerReLU
@@ -494,18 +494,13 @@ class E1Ensemble:
         self.lam = torch.tensor([[lam] for _, lam in self.points], dtype=dtype)  # (K, 1)
         theta0 = [p.theta0.to(dtype) * (a / E1_ALPHA) for a, _ in self.points]
         self.theta0 = torch.stack(theta0)
-        net = DiagonalNet(p.d)
-
-        def member_loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            return logistic_loss(torch.func.functional_call(net, params, (x,)), y)
-
-        # vmap(grad) of the net run functionally, as grokkit.batching stacks a DiagonalNet's ∇L
-        self.gradient = torch.func.vmap(torch.func.grad(member_loss), in_dims=(0, None, None))
+        # the stacked ∇L of grokkit's ensembles (vmap(grad) of the net run functionally)
+        self.gradient = stacking(DiagonalNet(p.d), "logistic", logistic_loss).gradient
 
     def rhs(self, theta: Tensor) -> Tensor:
         """−∇L_k(θ_k) − λ_k·θ_k for all members at once: (K, P) ↦ (K, P), one vmap(grad)."""
         d = self.p.d
-        g = self.gradient({"u": theta[:, :d], "v": theta[:, d:]}, self.x, self.y)
+        g = self.gradient({"u": theta[:, :d], "v": theta[:, d:]}, {}, self.x, self.y)
         return -torch.cat([g["u"], g["v"]], dim=1) - self.lam * theta
 
     def t_grok(self, ts: list[float], ws: Tensor) -> float | None:
