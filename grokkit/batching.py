@@ -378,9 +378,10 @@ def run_group(group: list[_Chunk]) -> None:
         decay = _views(_column([t.hparams.weight_decay for t in tasks], like), params)
         end = min(len(r.lrs) for r in active)  # the next step where a member stops
         constant = all(len(set(r.lrs[step:end])) == 1 for r in active)
-        # each step's rates, (steps, K); the column the step reads is updated in place
-        schedule = torch.tensor([[-lr for lr in r.lrs[step:end]] for r in active]).T
-        rate = _column(schedule[0].tolist(), like)
+        # each step's rates, (steps, K), in the parameters' dtype; the column the step reads
+        # is updated in place
+        schedule = torch.tensor([r.lrs[step:end] for r in active], dtype=like.dtype).T.neg()
+        rate = schedule[0].to(like.device, copy=True)
         rates = _views(rate, params)
 
         one_step = partial(_step, coordinates.direction, params, buffers, x, y, decay, rates)
@@ -389,7 +390,7 @@ def run_group(group: list[_Chunk]) -> None:
         with torch.no_grad():
             while step < end:
                 if time.monotonic() - checked > _CHECK_EVERY:  # a stop or max_time, mid-chunk
-                    if any(t.stop_requested or t.time_budget_spent() for t in tasks):
+                    if any(_stopping(t) for t in tasks):
                         break
                     checked = time.monotonic()
                 if not constant:
@@ -399,8 +400,13 @@ def run_group(group: list[_Chunk]) -> None:
             members = _unstack(coordinates.decode(params), len(active))
             for r, values in zip(active, members, strict=True):
                 _write_back(r, values, step)
-        stopped = [r for r in active if r.task.stop_requested or r.task.time_budget_spent()]
+        stopped = [r for r in active if _stopping(r.task)]
         active = [r for r in active if len(r.lrs) > step and r not in stopped]
+
+
+def _stopping(task: Any) -> bool:
+    """A stop request or trainer.max_time spent: the member stops where its run alone would."""
+    return task.stop_requested or task.time_budget_spent()
 
 
 _CHECK_EVERY = 0.05  # seconds between a chunk's checks for a stop (16 tasks' timers per step

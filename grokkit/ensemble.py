@@ -11,10 +11,9 @@ loss and chunk as ONE computation: the members' parameters stacked along a new l
 instead of K matrix-vector products; for E5's matrix factorization a hand-written step,
 ``grokkit.batching.stacking``), and plain gradient descent with each member's own step size
 η(step) (warm-up included), weight decay λ, flow time t = Σ η, flow-time horizon and stop
-request. The parameters go back into each
-member's net and the members record their rows (evaluation, callbacks, loggers) as usual, each
-on one thread (the main thread's stacked steps get the process's threads; an unbatchable member
-steps alone on its one thread too).
+request. The parameters go back into each member's net and the members record their rows
+(evaluation, callbacks, loggers) as usual, each on one thread (the main thread's stacked steps
+get the process's threads; an unbatchable member steps alone on its one thread too).
 
 An adaptive member (``model.integrator: adaptive``) keeps its own integrator (step sizes, stages,
 rejections, ρ estimates, flow time, landing on its own evaluation times) and hands in each
