@@ -134,10 +134,13 @@ class AdaptiveFlow:
             margin (log L from −3 068 to −1, paper Fig. 4), which the estimate missed.
     """
 
-    # ρ is re-estimated after every rejection, every RHO_EVERY accepted steps, and once the
-    # evaluations since the last estimate reach RHO_COST_RATIO × what it cost: ≤ ~10% of the
-    # evaluations go to ρ, and a ρ left stale by a fast-changing start (on E1 it falls from 84
-    # to 4 over t ∈ [0, 5]) does not keep paying for stages it no longer needs.
+    # ρ picks an RKC step's stages. It is re-estimated after every rejection and, before an
+    # RKC step, once RHO_EVERY steps have been accepted since the last estimate or the
+    # evaluations since reach RHO_COST_RATIO × what it cost: ≤ ~10% of the evaluations go to
+    # ρ, and a ρ left stale by a fast-changing start (on E1 it falls from 84 to 4 over
+    # t ∈ [0, 5]) does not keep paying for stages it no longer needs. A run of Euler landings
+    # does not refresh it: they use ρ only as a guard (h·ρ ≤ EULER_LANDING), and their own
+    # error test sees an instability.
     RHO_EVERY = 10
     RHO_COST_RATIO = 10
     RHO_RTOL = 0.05  # power iteration stops when two estimates agree to 5%; 1.2× safety on top
@@ -262,40 +265,32 @@ class AdaptiveFlow:
         """Take one accepted step, ending at ``t_max`` or before; returns its size.
 
         A step that would pass ``t_max`` is shortened to land on it exactly (or to half the
-        remaining distance, so that no sliver of a step follows). When such a shortened step
-        has h·ρ ≤ 1 and an Euler error predicted (from the last step's change in ∇L) within
-        tolerance, it is one Lawson–Euler stage, 1 evaluation instead of ≥ 2: 300
-        log-spaced evaluation times in t ∈ [0.01, 600] put ~130 landings below t = 1 on E1,
-        where the flow itself needs ~10 steps. If that trial fails its error test, RKC retries.
+        remaining distance, so that no sliver of a step follows; see ``_plan``). When such a
+        shortened step has h·ρ ≤ 1 and an Euler error predicted (from the last step's change
+        in ∇L) within tolerance, it is one Lawson–Euler stage, 1 evaluation instead of ≥ 2:
+        300 log-spaced evaluation times in t ∈ [0.01, 600] put ~130 landings below t = 1 on
+        E1, where the flow itself needs ~10 steps. If that trial fails its error test, RKC
+        retries.
         The step's last call of ``gradient`` is at the accepted point (callers may keep what
         it computed alongside, e.g. the loss there).
         """
         if not t_max > self.t:
             raise ValueError(f"t_max = {t_max} is not after t = {self.t}")
         self._sync()
-        if (
-            self.rho is None
-            or self._rho_steps >= self.RHO_EVERY
-            or self.evaluations - self._rho_at >= self.RHO_COST_RATIO * self._rho_cost
-        ):
+        if self.rho is None:
             self._estimate_rho()
         if self.h is None:
             self.h = self._initial_step()
         euler_allowed = True
         while True:
-            h = min(self.h, stability_bound(self.max_stages) / self.rho)
-            remaining = t_max - self.t
-            if h >= remaining:
-                h = remaining
-            elif h > 0.5 * remaining:
-                h = 0.5 * remaining
-            clipped = h < self.h
-            euler = (
-                clipped
-                and euler_allowed
-                and h * self.rho <= self.EULER_LANDING
-                and 0.5 * h * h * self._dfdt <= self.safety * self._tolerance(self._theta)
-            )
+            h, euler = self._plan(t_max, euler_allowed)
+            if not euler and (
+                self._rho_steps >= self.RHO_EVERY
+                or self.evaluations - self._rho_at >= self.RHO_COST_RATIO * self._rho_cost
+            ):
+                self._estimate_rho()
+                h, euler = self._plan(t_max, euler_allowed)
+            clipped = h != self.h
             s = 1 if euler else stages_for(h * self.rho, self.max_stages)
             theta, grad, err = self._trial(h, s)
             if err <= 1.0:
@@ -303,13 +298,14 @@ class AdaptiveFlow:
             self.rejected += 1
             if euler:
                 euler_allowed = False
+                self._estimate_rho()  # the stale ρ let an Euler stage through: refresh it
                 continue
             # a non-finite trial (an overflow past the stable range) counts as a large error
             self.h = h * (max(0.1, self.safety * err ** (-1 / 3)) if math.isfinite(err) else 0.1)
             self._estimate_rho()  # a rejection often means the curvature grew
             if self.h <= 1e-12 * max(1.0, abs(self.t)):
                 raise IntegrationError(f"step size underflow (h = {self.h:.3g}) at t = {self.t}")
-        self.t = t_max if h == remaining else self.t + h
+        self.t = t_max if h == t_max - self.t else self.t + h
         # ‖dF/dt‖ over this step predicts an Euler landing's error h²/2·‖dF/dt‖
         self._dfdt = (grad * math.exp(self.weight_decay * h) - self._grad).norm().item() / h
         self._theta, self._grad = theta, grad
@@ -323,6 +319,27 @@ class AdaptiveFlow:
             self.h = h * self._factor(err, h)
             self._err_prev, self._h_prev = err, h
         return h
+
+    def _plan(self, t_max: float, euler_allowed: bool) -> tuple[float, bool]:
+        """The next trial's size and whether it is one Euler stage. The proposal is cut to the
+        stability bound and to land on ``t_max``; a proposal between half and all of the way
+        there lands in one Euler stage where its predicted error allows, else in two halves
+        (no sliver of a step follows). Only shortened steps may be Euler stages."""
+        h = min(self.h, stability_bound(self.max_stages) / self.rho)
+        remaining = t_max - self.t
+        if h >= remaining:
+            h = remaining
+        elif h > 0.5 * remaining:
+            h = remaining if euler_allowed and self._euler_fits(remaining) else 0.5 * remaining
+        return h, h != self.h and euler_allowed and self._euler_fits(h)
+
+    def _euler_fits(self, h: float) -> bool:
+        """A Lawson–Euler stage of size h is within its stability range (h·ρ ≤ EULER_LANDING)
+        and its error h²/2·‖dF/dt‖, predicted from the last step, within tolerance."""
+        return (
+            h * self.rho <= self.EULER_LANDING
+            and 0.5 * h * h * self._dfdt <= self.safety * self._tolerance(self._theta)
+        )
 
     def advance_to(self, t_target: float) -> None:
         """Integrate until ``t`` equals ``t_target`` exactly."""

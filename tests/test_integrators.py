@@ -130,6 +130,48 @@ def test_lands_exactly_on_every_requested_time() -> None:
         flow.step(targets[-1])
 
 
+def test_a_landing_up_to_twice_the_step_is_one_euler_stage_where_its_error_allows() -> None:
+    """The step proposal (here set below what Euler's error allows, as a stretch of clipped
+    landings leaves it) reaches past half of the way to the requested time: where Euler's
+    predicted error allows, one stage lands there (1 evaluation), not two halves."""
+    problem = Quadratic(np.geomspace(0.01, 1.0, 50), lam=0.01, scale=100.0)
+    flow = problem.flow(rtol=1e-3)
+    flow.advance_to(1.0)  # ρ and dF/dt are known from here on
+    tol = flow.rtol * problem.flat().norm().item()
+    reach = 0.9 * min(math.sqrt(2 * flow.safety * tol / flow._dfdt), 1 / flow.rho)
+    flow.h = reach / 1.5
+    accepted, evaluations = flow.accepted, flow.evaluations
+    flow.advance_to(1.0 + reach)
+    assert (flow.accepted - accepted, flow.evaluations - evaluations) == (1, 1)
+    assert flow.last_stages == 1
+    assert problem.error(1.0 + reach) < 1e-3
+
+
+def test_euler_landings_do_not_refresh_the_curvature_estimate() -> None:
+    """ρ picks RKC stage counts; a stretch of single-stage landings (here 250 log-spaced
+    targets, most closer than the flow's own step) does not pay for power iterations."""
+    problem = Quadratic(np.geomspace(0.01, 1.0, 50), lam=0.01, scale=100.0)
+    flow = problem.flow(rtol=1e-3)
+    estimates = 0
+    estimate = flow._estimate_rho
+
+    def counted() -> None:
+        nonlocal estimates
+        estimates += 1
+        estimate()
+
+    flow._estimate_rho = counted
+    rkc_steps = 0
+    for target in np.geomspace(0.01, 100.0, 250).tolist():
+        while flow.t < target:
+            flow.step(target)
+            rkc_steps += flow.last_stages > 1
+    assert flow.rejected == 0
+    assert estimates <= 1 + rkc_steps  # the first, then at most one before each RKC step
+    assert estimates < 10
+    assert problem.error(100.0) < 5e-3
+
+
 def test_every_evaluation_is_counted_rejected_ones_included() -> None:
     problem = Quadratic(np.geomspace(0.1, 10.0, 50), lam=0.1)
     flow = problem.flow(rtol=1e-4)
