@@ -83,7 +83,10 @@ def main() -> None:
                     parts.append(f"{phase} t gd {a} adaptive {b} MISMATCH")
                     continue
                 text = f"{phase} t {a:.4g} vs {b:.4g} (diff {abs(b - a) / a:.2%})"
-                if phase != "memorization":  # the transitions: what gd at the paper's η pays
+                # the transitions, what gd at the paper's η pays for: phases after memorization
+                # (E2's test accuracy is high from the first row, a "grokking" at memorization)
+                memorized = ad.get("memorization_time")
+                if phase != "memorization" and (memorized is None or b > memorized):
                     evals = evaluations_at(ad_cols, b)
                     text += (
                         f", {evals:.0f} evals to it vs {b / paper_lr:.3g} steps of gd at the "
