@@ -330,8 +330,10 @@ class AdaptiveFlow:
         if h >= remaining:
             h = remaining
         elif h > 0.5 * remaining:
-            h = remaining if euler_allowed and self._euler_fits(remaining) else 0.5 * remaining
-        return h, h != self.h and euler_allowed and self._euler_fits(h)
+            if euler_allowed and self._euler_fits(remaining):
+                return remaining, True
+            h = 0.5 * remaining
+        return h, h < self.h and euler_allowed and self._euler_fits(h)
 
     def _euler_fits(self, h: float) -> bool:
         """A Lawson–Euler stage of size h is within its stability range (h·ρ ≤ EULER_LANDING)
